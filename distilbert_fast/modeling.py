@@ -1,0 +1,525 @@
+"""DistilBERT encoder and every task head, in one file.
+
+Parameter names equal Hugging Face checkpoint keys, so checkpoints load without remapping. The layers never
+branch on device or backend: they call `ops.<op>` from the op table resolved once per model
+(distilbert_fast/ops). Inside the encoder, activations are a 2-D (tokens, dim) matrix; `Layout`
+(packing.py) says whether the rows are every padded (batch, seq) slot or only the real tokens.
+
+Shapes: B batch, S padded sequence length, N token rows (B*S padded, or the real-token count packed),
+D dim, H heads, F hidden_dim (FFN width), V vocab size.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops as ops_mod
+from .config import DistilBertConfig
+from .ops import OpTable
+from .outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from .packing import Layout
+
+
+def create_sinusoidal_embeddings(n_pos: int, dim: int) -> torch.Tensor:
+    """(n_pos, dim) table of transformers' DistilBERT: computed in float64 by numpy, then cast, bit-equal."""
+    pos = np.arange(n_pos)[:, None]
+    j = np.arange(dim)[None, :]
+    enc = pos / np.power(10000, 2 * (j // 2) / dim)
+    out = torch.empty(n_pos, dim)
+    out[:, 0::2] = torch.FloatTensor(np.sin(enc[:, 0::2]))
+    out[:, 1::2] = torch.FloatTensor(np.cos(enc[:, 1::2]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoder
+# ----------------------------------------------------------------------------------------------------------
+class Embeddings(nn.Module):
+    def __init__(self, config: DistilBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.dim)
+        self.LayerNorm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, ops: OpTable, input_ids, inputs_embeds, position_ids):
+        # input_ids/position_ids: (N,) ; inputs_embeds: (N, D) or None -> (N, D)
+        x = ops.embeddings(input_ids, inputs_embeds, position_ids, self.word_embeddings.weight,
+                           self.position_embeddings.weight, self.LayerNorm.weight, self.LayerNorm.bias)
+        return self.dropout(x)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, config: DistilBertConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.q_lin = nn.Linear(config.dim, config.dim)
+        self.k_lin = nn.Linear(config.dim, config.dim)
+        self.v_lin = nn.Linear(config.dim, config.dim)
+        self.out_lin = nn.Linear(config.dim, config.dim)
+        self.dropout = nn.Dropout(p=config.attention_dropout)
+
+    def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool):
+        # x: (N, D) -> context (N, D), probs (B, H, S, S) | None
+        q = ops.linear(x, self.q_lin.weight, self.q_lin.bias)
+        k = ops.linear(x, self.k_lin.weight, self.k_lin.bias)
+        v = ops.linear(x, self.v_lin.weight, self.v_lin.bias)
+        p = self.dropout.p if self.training else 0.0
+        ctx, probs = ops.attention(q, k, v, layout, self.n_heads, head_mask, p, need_weights)
+        return ops.linear(ctx, self.out_lin.weight, self.out_lin.bias), probs
+
+
+class FFN(nn.Module):
+    def __init__(self, config: DistilBertConfig):
+        super().__init__()
+        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
+        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
+        self.dropout = nn.Dropout(p=config.dropout)
+        self.activation = config.activation
+
+    def forward(self, ops: OpTable, x):
+        h = ops.linear(x, self.lin1.weight, self.lin1.bias, self.activation)  # (N, F)
+        return self.dropout(ops.linear(h, self.lin2.weight, self.lin2.bias))  # (N, D)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, config: DistilBertConfig):
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(config)
+        self.sa_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.ffn = FFN(config)
+        self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+
+    def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool):
+        # x: (N, D) -> (N, D); post-LayerNorm residual blocks, as in BERT.
+        a, probs = self.attention(ops, x, layout, head_mask, need_weights)
+        x = ops.add_layer_norm(a, x, self.sa_layer_norm.weight, self.sa_layer_norm.bias)
+        f = self.ffn(ops, x)
+        x = ops.add_layer_norm(f, x, self.output_layer_norm.weight, self.output_layer_norm.bias)
+        return x, probs
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: DistilBertConfig):
+        super().__init__()
+        self.n_layers = config.n_layers
+        self.layer = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
+
+
+@dataclass
+class Encoded:
+    """What the encoder hands to the heads: token rows plus their layout, so per-token heads can run on
+    the real tokens only and unpack once."""
+    hidden: torch.Tensor  # (N, D)
+    layout: Layout
+    hidden_states: tuple[torch.Tensor, ...] | None  # each (B, S, D)
+    attentions: tuple[torch.Tensor, ...] | None  # each (B, H, S, S)
+
+    def padded(self) -> torch.Tensor:
+        return self.layout.unpack(self.hidden)  # (B, S, D)
+
+    def first_tokens(self) -> torch.Tensor:
+        """The [CLS] (position 0) row of every sequence: (B, D)."""
+        return self.layout.first_rows(self.hidden)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Base class: weights init, backend, checkpoints
+# ----------------------------------------------------------------------------------------------------------
+class DistilBertPreTrainedModel(nn.Module):
+    config_class = DistilBertConfig
+    base_model_prefix = "distilbert"
+
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__()
+        if not isinstance(config, DistilBertConfig):
+            raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        self._backend_request = backend
+        self.ops: OpTable = ops_mod.resolve_backend(backend)
+
+    # -- init ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' DistilBERT init: normal(0, initializer_range) weights, zero biases, unit LayerNorm."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, std)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        elif isinstance(module, Embeddings) and self.config.sinusoidal_pos_embds:
+            module.position_embeddings.weight.copy_(
+                create_sinusoidal_embeddings(self.config.max_position_embeddings, self.config.dim))
+
+    def post_init(self) -> None:
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        pass
+
+    # -- properties transformers code relies on ------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def backend(self) -> str:
+        return self.ops.name
+
+    def set_backend(self, backend: str | None) -> "DistilBertPreTrainedModel":
+        table = ops_mod.resolve_backend(backend)
+        for m in self.modules():
+            if isinstance(m, DistilBertPreTrainedModel):
+                m.ops = table
+        return self
+
+    def _ops_for_call(self, need_reference: bool) -> OpTable:
+        # Fused kernels serve inference; whenever autograd, dropout or attention probabilities are needed
+        # the reference ops run, so training and output_attentions always work.
+        if need_reference or self.training or torch.is_grad_enabled() and any(
+                p.requires_grad for p in self.parameters()):
+            return ops_mod.TORCH
+        return self.ops
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *model_args: Any, **kwargs: Any):
+        from .loading import from_pretrained
+
+        return from_pretrained(cls, path_or_repo_id, *model_args, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        from .loading import save_pretrained
+
+        save_pretrained(self, save_directory, **kwargs)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Base model
+# ----------------------------------------------------------------------------------------------------------
+class DistilBertModel(DistilBertPreTrainedModel):
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__(config, backend)
+        self.embeddings = Embeddings(config)
+        self.transformer = Transformer(config)
+        self.register_buffer("position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def get_position_embeddings(self) -> nn.Embedding:
+        return self.embeddings.position_embeddings
+
+    def _check_inputs(self, input_ids, attention_mask, inputs_embeds, position_ids) -> tuple[int, int]:
+        cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+                raise ValueError("input_ids must be an integer tensor of shape (batch, seq_len), got "
+                                 + _describe(input_ids))
+            B, S = input_ids.shape
+            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
+                raise ValueError(f"input_ids must lie in [0, vocab_size={cfg.vocab_size}), got values in "
+                                 f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+        else:
+            if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 \
+                    or inputs_embeds.shape[-1] != cfg.dim:
+                raise ValueError(f"inputs_embeds must have shape (batch, seq_len, dim={cfg.dim}), got "
+                                 + _describe(inputs_embeds))
+            B, S = inputs_embeds.shape[:2]
+        if S > cfg.max_position_embeddings and position_ids is None:
+            raise ValueError(f"sequence length {S} exceeds max_position_embeddings={cfg.max_position_embeddings}; "
+                             "truncate the input (tokenizer truncation=True)")
+        if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
+                                           or tuple(attention_mask.shape) != (B, S)):
+            raise ValueError(f"attention_mask must have shape (batch, seq_len)=({B}, {S}), got "
+                             + _describe(attention_mask))
+        if position_ids is not None:
+            if not isinstance(position_ids, torch.Tensor) or position_ids.is_floating_point() \
+                    or position_ids.shape[-1] != S or position_ids.dim() not in (1, 2):
+                raise ValueError(f"position_ids must be an integer tensor of shape (seq_len,) or (batch, seq_len) "
+                                 f"with seq_len={S}, got " + _describe(position_ids))
+            if position_ids.numel() and (int(position_ids.min()) < 0
+                                         or int(position_ids.max()) >= cfg.max_position_embeddings):
+                raise ValueError(f"position_ids must lie in [0, max_position_embeddings="
+                                 f"{cfg.max_position_embeddings})")
+        return B, S
+
+    def _head_mask(self, head_mask) -> list[torch.Tensor | None]:
+        """(H,) or (n_layers, H) -> one (H,) tensor (or None) per layer, as adapter-transformers' DistilBERT."""
+        L, H = self.config.n_layers, self.config.n_heads
+        if head_mask is None:
+            return [None] * L
+        head_mask = torch.as_tensor(head_mask, device=self.device)
+        if head_mask.dim() == 1 and head_mask.shape[0] == H:
+            return [head_mask] * L
+        if head_mask.dim() == 2 and tuple(head_mask.shape) == (L, H):
+            return list(head_mask.unbind(0))
+        raise ValueError(f"head_mask must have shape (n_heads,)=({H},) or (n_layers, n_heads)=({L}, {H}), "
+                         f"got {tuple(head_mask.shape)}")
+
+    def encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
+               head_mask=None, output_hidden_states=False, output_attentions=False) -> Encoded:
+        """Run embeddings + all layers. Returns token rows in the backend's layout (see Encoded)."""
+        B, S = self._check_inputs(input_ids, attention_mask, inputs_embeds, position_ids)
+        head_masks = self._head_mask(head_mask)
+        ops = self._ops_for_call(need_reference=output_attentions)
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        if attention_mask is not None and bool(attention_mask.bool().all()):
+            attention_mask = None  # nothing masked: skip mask work entirely
+        if ops.packed and attention_mask is not None and not bool(attention_mask[:, 0].bool().all()):
+            # Left padding: slot 0 ([CLS] for the heads) is padding, which packing drops but transformers
+            # still computes. Rare, so run this batch on the padded reference path to stay exact.
+            ops = ops_mod.TORCH
+        layout = (Layout.packed_from_mask(B, S, attention_mask, device) if ops.packed
+                  else Layout.padded(B, S, attention_mask))
+
+        if position_ids is None:
+            position_ids = self.position_ids[:, :S]
+        position_ids = position_ids.to(device).expand(B, S)
+        x = self.embeddings(ops,
+                            None if input_ids is None else layout.pack(input_ids),
+                            None if inputs_embeds is None else layout.pack(inputs_embeds),
+                            layout.pack(position_ids))  # (N, D)
+
+        all_hidden = [layout.unpack(x)] if output_hidden_states else None
+        all_attn = [] if output_attentions else None
+        for block, hm in zip(self.transformer.layer, head_masks):
+            x, probs = block(ops, x, layout, hm, output_attentions)
+            if output_hidden_states:
+                all_hidden.append(layout.unpack(x))
+            if output_attentions:
+                all_attn.append(probs)
+        return Encoded(x, layout, None if all_hidden is None else tuple(all_hidden),
+                       None if all_attn is None else tuple(all_attn))
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
+                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                token_type_ids=None):
+        # token_type_ids: DistilBERT has no segment embeddings; accepted because tokenizers emit it.
+        enc = self.encode(input_ids, attention_mask, inputs_embeds, position_ids, head_mask,
+                          bool(output_hidden_states), bool(output_attentions))
+        out = BaseModelOutput(last_hidden_state=enc.padded(), hidden_states=enc.hidden_states,
+                              attentions=enc.attentions)
+        return out if return_dict is not False else out.to_tuple()
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return f"{type(x).__name__}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Heads
+# ----------------------------------------------------------------------------------------------------------
+class _HeadModel(DistilBertPreTrainedModel):
+    """Shared plumbing of the task heads: one encoder under the `distilbert.` prefix."""
+
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__(config, backend)
+        self.distilbert = DistilBertModel(config, backend)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.distilbert.get_input_embeddings()
+
+    def get_position_embeddings(self) -> nn.Embedding:
+        return self.distilbert.get_position_embeddings()
+
+    def _encode(self, input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
+                output_attentions, output_hidden_states) -> Encoded:
+        return self.distilbert.encode(input_ids, attention_mask, inputs_embeds, position_ids, head_mask,
+                                      bool(output_hidden_states), bool(output_attentions))
+
+    @staticmethod
+    def _finish(out, return_dict):
+        return out if return_dict is not False else out.to_tuple()
+
+
+class DistilBertForMaskedLM(_HeadModel):
+    _tied_weights_keys = {"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__(config, backend)
+        self.vocab_transform = nn.Linear(config.dim, config.dim)
+        self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
+        self.post_init()
+
+    def tie_weights(self) -> None:
+        if self.config.tie_word_embeddings:
+            self.vocab_projector.weight = self.distilbert.embeddings.word_embeddings.weight
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.vocab_projector
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
+                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                token_type_ids=None):
+        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
+                           output_attentions, output_hidden_states)
+        ops = self._ops_for_call(bool(output_attentions))
+        # Per-token head on the encoder's rows (only real tokens when packed), unpacked once at the end.
+        h = ops.linear(enc.hidden, self.vocab_transform.weight, self.vocab_transform.bias,
+                       self.config.activation)  # (N, D)
+        h = ops.layer_norm(h, self.vocab_layer_norm.weight, self.vocab_layer_norm.bias)
+        logits = enc.layout.unpack(ops.linear(h, self.vocab_projector.weight, self.vocab_projector.bias))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
+        return self._finish(MaskedLMOutput(loss, logits, enc.hidden_states, enc.attentions), return_dict)
+
+
+class DistilBertForSequenceClassification(_HeadModel):
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__(config, backend)
+        self.num_labels = config.num_labels
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
+                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                token_type_ids=None):
+        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
+                           output_attentions, output_hidden_states)
+        pooled = F.relu(self.pre_classifier(enc.first_tokens()))  # (B, D)
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None if labels is None else self._loss(logits, labels)
+        return self._finish(SequenceClassifierOutput(loss, logits, enc.hidden_states, enc.attentions),
+                            return_dict)
+
+    def _loss(self, logits, labels):
+        # problem_type chosen exactly as transformers does, and remembered in the config like it.
+        cfg = self.config
+        if cfg.problem_type is None:
+            if self.num_labels == 1:
+                cfg.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                cfg.problem_type = "single_label_classification"
+            else:
+                cfg.problem_type = "multi_label_classification"
+        if cfg.problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze())
+            return F.mse_loss(logits, labels)
+        if cfg.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+class DistilBertForMultipleChoice(_HeadModel):
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__(config, backend)
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, 1)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
+                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                token_type_ids=None):
+        src = input_ids if input_ids is not None else inputs_embeds
+        if src is None or src.dim() < 3:
+            raise ValueError("DistilBertForMultipleChoice expects input_ids of shape (batch, num_choices, "
+                             "seq_len) or inputs_embeds of shape (batch, num_choices, seq_len, dim), got "
+                             + _describe(src))
+        num_choices = src.shape[1]
+        flat = lambda t, keep: None if t is None else t.reshape(-1, *t.shape[-keep:])  # noqa: E731
+        enc = self._encode(flat(input_ids, 1), flat(attention_mask, 1), head_mask, flat(inputs_embeds, 2),
+                           position_ids, output_attentions, output_hidden_states)
+        pooled = F.relu(self.pre_classifier(enc.first_tokens()))  # (B*C, D)
+        logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)  # (B, C)
+        loss = None if labels is None else F.cross_entropy(logits, labels)
+        return self._finish(MultipleChoiceModelOutput(loss, logits, enc.hidden_states, enc.attentions),
+                            return_dict)
+
+
+class DistilBertForTokenClassification(_HeadModel):
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        super().__init__(config, backend)
+        self.num_labels = config.num_labels
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.dim, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
+                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                token_type_ids=None):
+        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
+                           output_attentions, output_hidden_states)
+        logits = enc.layout.unpack(self.classifier(self.dropout(enc.hidden)))  # (B, S, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return self._finish(TokenClassifierOutput(loss, logits, enc.hidden_states, enc.attentions), return_dict)
+
+
+class DistilBertForQuestionAnswering(_HeadModel):
+    def __init__(self, config: DistilBertConfig, backend: str | None = None):
+        if config.num_labels != 2:
+            raise ValueError(f"DistilBertForQuestionAnswering needs config.num_labels == 2, got {config.num_labels}")
+        super().__init__(config, backend)
+        self.qa_outputs = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.qa_dropout)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
+                start_positions=None, end_positions=None, position_ids=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, token_type_ids=None):
+        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
+                           output_attentions, output_hidden_states)
+        logits = enc.layout.unpack(self.qa_outputs(self.dropout(enc.hidden)))  # (B, S, 2)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, S)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # As transformers: positions outside the sequence are clamped to S and ignored by the loss.
+            S = start_logits.size(1)
+            start_positions = start_positions.view(-1).clamp(0, S)
+            end_positions = end_positions.view(-1).clamp(0, S)
+            loss = (F.cross_entropy(start_logits, start_positions, ignore_index=S)
+                    + F.cross_entropy(end_logits, end_positions, ignore_index=S)) / 2
+        return self._finish(QuestionAnsweringModelOutput(loss, start_logits, end_logits, enc.hidden_states,
+                                                         enc.attentions), return_dict)
+
+
+MODEL_CLASSES = {
+    cls.__name__: cls for cls in (DistilBertModel, DistilBertForMaskedLM, DistilBertForSequenceClassification,
+                                  DistilBertForMultipleChoice, DistilBertForTokenClassification,
+                                  DistilBertForQuestionAnswering)
+}
