@@ -195,9 +195,13 @@ def resolve_model_dir(
     except hf_errors.RevisionNotFoundError:
         raise CheckpointError(f"revision {revision!r} not found for Hugging Face repo '{raw}'") from None
     except hf_errors.HfHubHTTPError as e:
-        raise CheckpointError(f"could not fetch '{raw}'{rev} from the Hugging Face Hub: {_first_line(e)}") from None
+        raise CheckpointError(
+            f"could not fetch '{raw}'{rev} from the Hugging Face Hub: {_first_line(e)}"
+        ) from None
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"could not resolve '{raw}'{rev} as a Hugging Face repo: {_first_line(e)}") from None
+        raise CheckpointError(
+            f"could not resolve '{raw}'{rev} as a Hugging Face repo: {_first_line(e)}"
+        ) from None
     path = Path(snapshot)
     if not path.is_dir():
         raise CheckpointError(f"snapshot for '{raw}' resolved to '{path}', which is not a directory")
@@ -302,7 +306,9 @@ def _load_sharded(index_path: Path, loader) -> dict[str, torch.Tensor]:
     shards: dict[str, list[str]] = {}
     for key, shard in weight_map.items():
         if not isinstance(shard, str) or not shard:
-            raise CheckpointError(f"weight index '{index_path}': entry {key!r} maps to {shard!r}, expected a file name")
+            raise CheckpointError(
+                f"weight index '{index_path}': entry {key!r} maps to {shard!r}, expected a file name"
+            )
         shards.setdefault(shard, []).append(key)
     state_dict: dict[str, torch.Tensor] = {}
     for shard, keys in shards.items():
@@ -369,10 +375,14 @@ def _storage_key(t: torch.Tensor):
 def _prepare_for_safetensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Detach; clone tensors that share storage, are views of a bigger buffer or are not contiguous."""
     if not isinstance(state_dict, Mapping):
-        raise CheckpointError(f"state_dict must be a mapping of name -> tensor, got {type(state_dict).__name__}")
+        raise CheckpointError(
+            f"state_dict must be a mapping of name -> tensor, got {type(state_dict).__name__}"
+        )
     bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"state_dict entries that are not name -> tensor: {_short_list(map(repr, bad))}")
+        raise CheckpointError(
+            f"state_dict entries that are not name -> tensor: {_short_list(map(repr, bad))}"
+        )
     if not state_dict:
         raise CheckpointError("state_dict is empty: nothing to save")
     owners: dict[Any, int] = {}
@@ -619,10 +629,14 @@ def bert_config_to_distilbert(bert_cfg: Mapping[str, Any]) -> dict:
     Raises :class:`CheckpointError` for BERT features DistilBERT cannot reproduce exactly.
     """
     if not isinstance(bert_cfg, Mapping):
-        raise CheckpointError(f"bert_cfg must be a dict (config.json contents), got {type(bert_cfg).__name__}")
+        raise CheckpointError(
+            f"bert_cfg must be a dict (config.json contents), got {type(bert_cfg).__name__}"
+        )
     model_type = bert_cfg.get("model_type")
     if model_type is not None and model_type != "bert":
-        raise CheckpointError(f"bert_cfg has model_type {model_type!r}; only 'bert' checkpoints can be converted")
+        raise CheckpointError(
+            f"bert_cfg has model_type {model_type!r}; only 'bert' checkpoints can be converted"
+        )
 
     problems: list[str] = []
     eps = _bert_get(bert_cfg, "layer_norm_eps")
@@ -630,7 +644,9 @@ def bert_config_to_distilbert(bert_cfg: Mapping[str, Any]) -> dict:
         problems.append(f"layer_norm_eps={eps!r} (DistilBERT hard-codes LayerNorm eps 1e-12)")
     pos_type = bert_cfg.get("position_embedding_type", "absolute")
     if pos_type not in (None, "absolute"):
-        problems.append(f"position_embedding_type={pos_type!r} (DistilBERT only has absolute position embeddings)")
+        problems.append(
+            f"position_embedding_type={pos_type!r} (DistilBERT only has absolute position embeddings)"
+        )
     act = _bert_get(bert_cfg, "hidden_act")
     if act not in _SUPPORTED_ACTIVATIONS:
         problems.append(f"hidden_act={act!r} (supported: {', '.join(_SUPPORTED_ACTIVATIONS)})")
@@ -737,7 +753,9 @@ def convert_bert_state_dict(
             raise CheckpointError(f"BERT state dict entry {key!r} is not name -> tensor")
         norm = _normalize_bert_key(key)
         if norm in src:
-            raise CheckpointError(f"BERT state dict has both {origin[norm]!r} and {key!r} for the same weight")
+            raise CheckpointError(
+                f"BERT state dict has both {origin[norm]!r} and {key!r} for the same weight"
+            )
         src[norm] = value
         origin[norm] = key
 
@@ -813,8 +831,11 @@ def convert_bert_state_dict(
         bias = take("cls.predictions.bias", required=False)
         decoder_bias = take("cls.predictions.decoder.bias", required=False)
         if decoder_bias is not None:
-            if bias is not None and not (bias.shape == decoder_bias.shape and torch.equal(bias, decoder_bias)):
-                notes.append("cls.predictions.decoder.bias differs from cls.predictions.bias: used the decoder bias")
+            same = bias is not None and bias.shape == decoder_bias.shape and torch.equal(bias, decoder_bias)
+            if bias is not None and not same:
+                notes.append(
+                    "cls.predictions.decoder.bias differs from cls.predictions.bias: used the decoder bias"
+                )
             bias = decoder_bias
         if bias is None:
             missing.append("cls.predictions.bias")

@@ -115,7 +115,7 @@ def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, config: DistilBe
 
     if target_dtype is not None or device is not None:
         model.to(device=device, dtype=target_dtype)
-    model.eval()  # as transformers: dropout off after loading
+    model.prepare_for_inference()  # eval() like transformers, plus the backend's prepacked weights
     model.name_or_path = str(path_or_repo_id)
     model.loading_info = {"missing_keys": new_keys, "unexpected_keys": sorted(unexpected),
                           "mismatched_keys": mismatched, "notes": notes}
@@ -139,4 +139,7 @@ def save_pretrained(model, save_directory: str | os.PathLike, *, max_shard_size:
     if safe_serialization:
         save_state_dict(state, save_directory, max_shard_size=max_shard_size)
     else:
+        for stale in ("model.safetensors", "model.safetensors.index.json"):  # would win over the .bin
+            if os.path.exists(os.path.join(save_directory, stale)):
+                os.remove(os.path.join(save_directory, stale))
         torch.save(state, os.path.join(save_directory, "pytorch_model.bin"))

@@ -57,9 +57,7 @@ class Embeddings(nn.Module):
 
     def forward(self, ops: OpTable, input_ids, inputs_embeds, position_ids):
         # input_ids/position_ids: (N,) ; inputs_embeds: (N, D) or None -> (N, D)
-        x = ops.embeddings(input_ids, inputs_embeds, position_ids, self.word_embeddings.weight,
-                           self.position_embeddings.weight, self.LayerNorm.weight, self.LayerNorm.bias)
-        return self.dropout(x)
+        return self.dropout(ops.embeddings(self, input_ids, inputs_embeds, position_ids))
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -74,12 +72,10 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool):
         # x: (N, D) -> context (N, D), probs (B, H, S, S) | None
-        q = ops.linear(x, self.q_lin.weight, self.q_lin.bias)
-        k = ops.linear(x, self.k_lin.weight, self.k_lin.bias)
-        v = ops.linear(x, self.v_lin.weight, self.v_lin.bias)
+        q, k, v = ops.qkv(self, x)  # each (N, D)
         p = self.dropout.p if self.training else 0.0
-        ctx, probs = ops.attention(q, k, v, layout, self.n_heads, head_mask, p, need_weights)
-        return ops.linear(ctx, self.out_lin.weight, self.out_lin.bias), probs
+        ctx, probs = ops.attention(q, k, v, layout, self.n_heads, head_mask, p, need_weights)  # (N, D)
+        return ops.linear(self.out_lin, ctx), probs
 
 
 class FFN(nn.Module):
@@ -91,8 +87,8 @@ class FFN(nn.Module):
         self.activation = config.activation
 
     def forward(self, ops: OpTable, x):
-        h = ops.linear(x, self.lin1.weight, self.lin1.bias, self.activation)  # (N, F)
-        return self.dropout(ops.linear(h, self.lin2.weight, self.lin2.bias))  # (N, D)
+        h = ops.linear(self.lin1, x, self.activation)  # (N, F), activation fused where the backend can
+        return self.dropout(ops.linear(self.lin2, h))  # (N, D)
 
 
 class TransformerBlock(nn.Module):
@@ -106,9 +102,9 @@ class TransformerBlock(nn.Module):
     def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool):
         # x: (N, D) -> (N, D); post-LayerNorm residual blocks, as in BERT.
         a, probs = self.attention(ops, x, layout, head_mask, need_weights)
-        x = ops.add_layer_norm(a, x, self.sa_layer_norm.weight, self.sa_layer_norm.bias)
+        x = ops.add_layer_norm(self.sa_layer_norm, a, x)
         f = self.ffn(ops, x)
-        x = ops.add_layer_norm(f, x, self.output_layer_norm.weight, self.output_layer_norm.bias)
+        x = ops.add_layer_norm(self.output_layer_norm, f, x)
         return x, probs
 
 
@@ -197,6 +193,20 @@ class DistilBertPreTrainedModel(nn.Module):
         for m in self.modules():
             if isinstance(m, DistilBertPreTrainedModel):
                 m.ops = table
+        return self
+
+    def prepare_for_inference(self) -> "DistilBertPreTrainedModel":
+        """eval() and build the backend's per-weight state now (e.g. oneDNN-prepacked GEMM weights) instead
+        of on the first call. Called by from_pretrained; call it again after changing weights or dtype
+        (or let the first call rebuild what is stale)."""
+        self.eval()
+        if self.ops.packed:
+            L = min(2, self.config.max_position_embeddings)
+            ids = torch.full((1, L), self.config.pad_token_id or 0, dtype=torch.long, device=self.device)
+            if isinstance(self, DistilBertForMultipleChoice):
+                ids = ids[:, None]
+            with torch.no_grad():
+                self(ids)
         return self
 
     def _ops_for_call(self, need_reference: bool) -> OpTable:
@@ -394,10 +404,9 @@ class DistilBertForMaskedLM(_HeadModel):
                            output_attentions, output_hidden_states)
         ops = self._ops_for_call(bool(output_attentions))
         # Per-token head on the encoder's rows (only real tokens when packed), unpacked once at the end.
-        h = ops.linear(enc.hidden, self.vocab_transform.weight, self.vocab_transform.bias,
-                       self.config.activation)  # (N, D)
-        h = ops.layer_norm(h, self.vocab_layer_norm.weight, self.vocab_layer_norm.bias)
-        logits = enc.layout.unpack(ops.linear(h, self.vocab_projector.weight, self.vocab_projector.bias))
+        h = ops.linear(self.vocab_transform, enc.hidden, self.config.activation)  # (N, D)
+        h = ops.layer_norm(self.vocab_layer_norm, h)
+        logits = enc.layout.unpack(ops.linear(self.vocab_projector, h))  # (B, S, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))

@@ -1,19 +1,20 @@
 """DistilBertTokenizer: a WordPiece tokenizer whose output matches transformers' DistilBertTokenizerFast.
 
-All text processing (BERT normalisation, pre-tokenisation, WordPiece, special-token templates, truncation with
-stride/overflow, padding, decoding) runs in the Rust `tokenizers` library, the same engine transformers' fast
-tokenizers use. This module only rebuilds the pipeline the way transformers does and replicates transformers'
-Python-side argument semantics (which strategy a `truncation=` / `padding=` value means, when `max_length` defaults
-to `model_max_length`, how a single string is un-batched, ...). Where transformers 5 behaves differently from what
-one would guess, the code says so.
+All text processing (BERT normalisation, pre-tokenisation, WordPiece, special-token templates, truncation
+with stride/overflow, padding, decoding) runs in the Rust `tokenizers` library, the same engine transformers'
+fast tokenizers use. This module only rebuilds the pipeline the way transformers does and replicates
+transformers' Python-side argument semantics (which strategy a `truncation=` / `padding=` value means, when
+`max_length` defaults to `model_max_length`, how a single string is un-batched, ...). Where transformers 5
+behaves differently from what one would guess, the code says so.
 
 Files read by `from_pretrained` (a directory, a file, or a Hub repo id):
   * tokenizer.json        preferred source of the vocabulary and added tokens;
   * vocab.txt             used when there is no tokenizer.json (one token per line, id = line number);
-  * tokenizer_config.json do_lower_case, strip_accents, tokenize_chinese_chars, model_max_length, special tokens,
-                          clean_up_tokenization_spaces;
+  * tokenizer_config.json do_lower_case, strip_accents, tokenize_chinese_chars, model_max_length,
+                          special tokens, clean_up_tokenization_spaces;
   * special_tokens_map.json legacy special-token names.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,29 +43,23 @@ TENSOR_TYPES = ("pt", "np")
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
 
-# Named special tokens in transformers' SPECIAL_TOKENS_ATTRIBUTES order (bos/eos do not exist for BERT). The order
-# matters only when a token is missing from the vocabulary: it is then appended, and ids follow this order.
+# Named special tokens in transformers' SPECIAL_TOKENS_ATTRIBUTES order (bos/eos do not exist for BERT). The
+# order matters only when a token is missing from the vocabulary: it is then appended, and ids follow this
+# order.
 _SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-_SPECIAL_TOKEN_DEFAULTS = {
-    "unk_token": "[UNK]",
-    "sep_token": "[SEP]",
-    "pad_token": "[PAD]",
-    "cls_token": "[CLS]",
-    "mask_token": "[MASK]",
-}
 
 
 class TokenizerInputError(TypeError, ValueError):
     """A malformed `text` / `text_pair` argument.
 
-    transformers raises ValueError for these while TypeError is the Python convention for a wrong type; deriving
-    from both lets callers written against either keep working.
+    transformers raises ValueError for these while TypeError is the Python convention for a wrong type;
+    deriving from both lets callers written against either keep working.
     """
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # BatchEncoding
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 class BatchEncoding(dict):
@@ -95,19 +90,21 @@ class BatchEncoding(dict):
         if isinstance(item, slice):
             return {key: value[item] for key, value in self.items()}
         raise KeyError(
-            f"BatchEncoding keys are str (a field such as 'input_ids'), int (the tokenizers.Encoding of a row) "
-            f"or slice; got {item!r}"
+            "BatchEncoding keys are str (a field such as 'input_ids'), int (the tokenizers.Encoding of a "
+            f"row) or slice; got {item!r}"
         )
 
     def __getattr__(self, item: str):
-        # Dunder lookups (pickle's __setstate__, copy's __deepcopy__, ...) must fail with AttributeError, never
-        # reach the dict.
+        # Dunder lookups (pickle's __setstate__, copy's __deepcopy__, ...) must fail with AttributeError,
+        # never reach the dict.
         if item.startswith("__"):
             raise AttributeError(item)
         try:
             return super().__getitem__(item)
         except KeyError:
-            raise AttributeError(f"BatchEncoding has no field {item!r}; fields: {list(self.keys())}") from None
+            raise AttributeError(
+                f"BatchEncoding has no field {item!r}; fields: {list(self.keys())}"
+            ) from None
 
     @property
     def encodings(self) -> list[Encoding] | None:
@@ -187,13 +184,15 @@ def _check_tensor_type(return_tensors: Any) -> str | None:
     return value
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Tokenizer
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 class DistilBertTokenizer:
-    """WordPiece tokenizer for DistilBERT / BERT checkpoints, API-compatible with transformers' fast tokenizer.
+    """WordPiece tokenizer for DistilBERT / BERT checkpoints, API-compatible with transformers' fast
+    tokenizer.
+
 
     Build it with `from_pretrained(path_or_repo_id)` or directly from a `vocab_file` (vocab.txt), a
     `tokenizer_file` (tokenizer.json) or a `vocab` dict.
@@ -225,7 +224,11 @@ class DistilBertTokenizer:
         for name, side in (("padding_side", padding_side), ("truncation_side", truncation_side)):
             if side not in ("right", "left"):
                 raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
-        if not isinstance(model_max_length, int) or isinstance(model_max_length, bool) or model_max_length <= 0:
+        if (
+            not isinstance(model_max_length, int)
+            or isinstance(model_max_length, bool)
+            or model_max_length <= 0
+        ):
             raise ValueError(f"model_max_length must be a positive int, got {model_max_length!r}")
 
         self.do_lower_case = bool(do_lower_case)
@@ -252,15 +255,18 @@ class DistilBertTokenizer:
             try:
                 backend = Tokenizer.from_file(tokenizer_file)
             except Exception as e:  # Rust raises a bare Exception for malformed JSON
-                raise ValueError(f"tokenizer_file={tokenizer_file!r} is not a valid tokenizers JSON file: {e}") from e
+                raise ValueError(
+                    f"tokenizer_file={tokenizer_file!r} is not a valid tokenizers JSON file: {e}"
+                ) from e
             if not isinstance(backend.model, WordPiece):
                 raise ValueError(
                     f"tokenizer_file={tokenizer_file!r} holds a {type(backend.model).__name__} model; "
                     f"DistilBertTokenizer needs a WordPiece model"
                 )
-            # The model (vocabulary, unk token, '##' prefix) and the added tokens come from the file. Everything
-            # around the model is rebuilt below: transformers does the same, and in particular lets
-            # tokenizer_config.json / constructor arguments override the normaliser settings of tokenizer.json.
+            # The model (vocabulary, unk token, '##' prefix) and the added tokens come from the file.
+            # Everything around the model is rebuilt below, as transformers does: in particular
+            # tokenizer_config.json / constructor arguments (default: lowercase) override the normaliser
+            # settings stored in tokenizer.json.
         elif vocab_file is not None or vocab is not None:
             if vocab is None:
                 vocab_file = os.fspath(vocab_file)
@@ -271,13 +277,17 @@ class DistilBertTokenizer:
             if not isinstance(vocab, dict) or not vocab:
                 raise ValueError(f"vocab must be a non-empty dict token -> id, got {type(vocab).__name__}")
             backend = Tokenizer(
-                WordPiece(vocab, unk_token=self._special_tokens["unk_token"], continuing_subword_prefix="##",
-                          max_input_chars_per_word=100)
+                WordPiece(
+                    vocab,
+                    unk_token=self._special_tokens["unk_token"],
+                    continuing_subword_prefix="##",
+                    max_input_chars_per_word=100,
+                )
             )
         else:
             raise ValueError(
-                "DistilBertTokenizer needs one of tokenizer_file= (tokenizer.json), vocab_file= (vocab.txt) or "
-                "vocab= (dict); or use DistilBertTokenizer.from_pretrained(path_or_repo_id)"
+                "DistilBertTokenizer needs one of tokenizer_file= (tokenizer.json), vocab_file= (vocab.txt) "
+                "or vocab= (dict); or use DistilBertTokenizer.from_pretrained(path_or_repo_id)"
             )
 
         backend.normalizer = normalizers.BertNormalizer(
@@ -290,12 +300,12 @@ class DistilBertTokenizer:
         # cleanup=True (the tokenizers default, used by transformers) joins " ." -> "." etc. while decoding.
         backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
 
-        # Special tokens are registered as special added tokens (normalized=False), as transformers does. Besides
-        # flagging them for skip_special_tokens / special_tokens_mask, this makes a literal "[MASK]" in the input
-        # text encode to the mask id rather than to '[', 'mask', ']'.
+        # Special tokens are registered as special added tokens (normalized=False), as transformers does.
+        # Besides flagging them for skip_special_tokens / special_tokens_mask, this makes a literal "[MASK]"
+        # in the input text encode to the mask id rather than to '[', 'mask', ']'.
         present = {tok.content for tok in backend.get_added_tokens_decoder().values()}
-        missing = [self._special_tokens[name] for name in _SPECIAL_TOKEN_NAMES]
-        missing = [tok for i, tok in enumerate(missing) if tok not in present and tok not in missing[:i]]
+        wanted = dict.fromkeys(self._special_tokens[name] for name in _SPECIAL_TOKEN_NAMES)  # ordered, unique
+        missing = [tok for tok in wanted if tok not in present]
         if missing:
             backend.add_special_tokens([AddedToken(tok, special=True, normalized=False) for tok in missing])
 
@@ -310,8 +320,8 @@ class DistilBertTokenizer:
         backend.no_padding()
         backend.no_truncation()
         self._tokenizer = backend
-        # The backend's truncation/padding state is global to the object; the lock keeps "configure, then encode"
-        # atomic when one tokenizer is shared between threads.
+        # The backend's truncation/padding state is global to the object; the lock keeps "configure, then
+        # encode" atomic when one tokenizer is shared between threads.
         self._lock = threading.Lock()
         self._backend_settings: tuple | None = (None, None)
         self._warned_too_long = False
@@ -353,8 +363,8 @@ class DistilBertTokenizer:
                 vocab_file = os.path.join(directory, VOCAB_FILE)
             else:
                 raise FileNotFoundError(
-                    f"pretrained_model_name_or_path={source!r}: found neither {TOKENIZER_FILE} nor {VOCAB_FILE} "
-                    f"in {directory!r}"
+                    f"pretrained_model_name_or_path={source!r}: found neither {TOKENIZER_FILE} nor "
+                    f"{VOCAB_FILE} in {directory!r}"
                 )
         if vocab_file is None and os.path.isfile(os.path.join(directory, VOCAB_FILE)):
             vocab_file = os.path.join(directory, VOCAB_FILE)  # recorded only; tokenizer.json takes precedence
@@ -374,7 +384,8 @@ class DistilBertTokenizer:
     def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
         """Write tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json.
 
-        The directory loads back with this class and with transformers' AutoTokenizer / DistilBertTokenizerFast.
+        The directory loads back with this class and with transformers' AutoTokenizer /
+        DistilBertTokenizerFast.
         """
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
@@ -390,7 +401,9 @@ class DistilBertTokenizer:
         base_vocab = self._tokenizer.get_vocab(with_added_tokens=False)
         by_id = sorted(base_vocab.items(), key=lambda kv: kv[1])
         if [i for _, i in by_id] != list(range(len(by_id))):
-            logger.warning("vocabulary ids are not consecutive; vocab.txt line numbers will not match the ids")
+            logger.warning(
+                "vocabulary ids are not consecutive; vocab.txt line numbers will not match the ids"
+            )
         with open(paths[VOCAB_FILE], "w", encoding="utf-8") as f:
             f.writelines(token + "\n" for token, _ in by_id)
 
@@ -426,7 +439,8 @@ class DistilBertTokenizer:
             f.write("\n")
         return tuple(paths[name] for name in _HUB_FILES)
 
-    # ---------------------------------------------------------------------------------------------- vocabulary
+    # ----------------------------------------------------------------------------------------------
+    # vocabulary
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
@@ -529,10 +543,12 @@ class DistilBertTokenizer:
         * `truncation`: True / "longest_first", "only_first", "only_second", False / "do_not_truncate". The
           default None means "truncate to max_length if max_length is given and padding is off" (transformers'
           backward-compatible rule). With truncation on and no max_length, max_length = model_max_length.
-        * `padding`: True / "longest", "max_length" (to max_length, or model_max_length), False / "do_not_pad".
-        * `return_token_type_ids` defaults to False: DistilBERT has no segment embeddings, and transformers only
-          returns the fields in `model_input_names`. Pass True to get them.
-        * A single str input returns un-batched lists, unless return_tensors or return_overflowing_tokens is set.
+        * `padding`: True / "longest", "max_length" (to max_length, or model_max_length), False /
+          "do_not_pad".
+        * `return_token_type_ids` defaults to False: DistilBERT has no segment embeddings, and transformers
+          only returns the fields in `model_input_names`. Pass True to get them.
+        * A single str input returns un-batched lists, unless return_tensors or return_overflowing_tokens is
+          set.
         """
         batch, is_batched = self._batch_inputs(text, text_pair)
         padding_strategy, truncation_strategy, max_length = self._resolve_strategies(
@@ -587,14 +603,14 @@ class DistilBertTokenizer:
             if longest > self.model_max_length:
                 self._warned_too_long = True
                 logger.warning(
-                    "Token indices sequence length is longer than the specified maximum sequence length for this "
-                    f"model ({longest} > {self.model_max_length}). Running this sequence through the model will "
-                    "result in indexing errors; pass truncation=True to cut it."
+                    "Token indices sequence length is longer than the specified maximum sequence length for "
+                    f"this model ({longest} > {self.model_max_length}). Running this sequence through the "
+                    "model will result in indexing errors; pass truncation=True to cut it."
                 )
 
         if not is_batched and return_tensors is None and not return_overflowing_tokens:
-            # transformers drops the batch dimension for a single, un-tensorised input, but only of the per-token
-            # fields: "length" stays a one-element list.
+            # transformers drops the batch dimension for a single, un-tensorised input, but only of the
+            # per-token fields: "length" stays a one-element list.
             data = {key: value[0] if isinstance(value[0], list) else value for key, value in data.items()}
         return BatchEncoding(data, rows, tensor_type=return_tensors)
 
@@ -612,8 +628,15 @@ class DistilBertTokenizer:
     ):
         """input_ids of one text (or pair), as transformers' `encode`."""
         return self(
-            text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-            max_length=max_length, stride=stride, return_tensors=return_tensors, **kwargs,
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            return_tensors=return_tensors,
+            **kwargs,
         )["input_ids"]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
@@ -637,17 +660,19 @@ class DistilBertTokenizer:
         if text_pair is not None:
             if isinstance(text_pair, str) or not isinstance(text_pair, (list, tuple)):
                 raise TokenizerInputError(
-                    "when tokenizing a batch, text_pair must be a list/tuple of str with the same length as text, "
-                    f"got {type(text_pair).__name__}"
+                    "when tokenizing a batch, text_pair must be a list/tuple of str with the same length as "
+                    f"text, got {type(text_pair).__name__}"
                 )
             if len(text) != len(text_pair):
                 raise ValueError(
-                    f"batch length of text ({len(text)}) does not match batch length of text_pair ({len(text_pair)})"
+                    f"batch length of text ({len(text)}) does not match batch length of text_pair "
+                    f"({len(text_pair)})"
                 )
             for i, (a, b) in enumerate(zip(text, text_pair)):
                 if not isinstance(a, str) or not isinstance(b, str):
                     raise TokenizerInputError(
-                        f"text[{i}] and text_pair[{i}] must be str, got {type(a).__name__} and {type(b).__name__}"
+                        f"text[{i}] and text_pair[{i}] must be str, got {type(a).__name__} and "
+                        f"{type(b).__name__}"
                     )
             return list(zip(text, text_pair)), True
         batch = []
@@ -686,7 +711,9 @@ class DistilBertTokenizer:
         elif isinstance(padding, str) and padding in PADDING_STRATEGIES:
             padding_strategy = padding
         else:
-            raise ValueError(f"padding={padding!r} is not valid; expected True, False or one of {PADDING_STRATEGIES}")
+            raise ValueError(
+                f"padding={padding!r} is not valid; expected True, False or one of {PADDING_STRATEGIES}"
+            )
 
         if truncation is False or truncation is None:
             truncation_strategy = "do_not_truncate"
@@ -696,7 +723,8 @@ class DistilBertTokenizer:
             truncation_strategy = truncation
         else:
             raise ValueError(
-                f"truncation={truncation!r} is not valid; expected True, False or one of {TRUNCATION_STRATEGIES}"
+                f"truncation={truncation!r} is not valid; expected True, False or one of "
+                f"{TRUNCATION_STRATEGIES}"
             )
 
         if max_length is None:
@@ -723,12 +751,13 @@ class DistilBertTokenizer:
         ):
             raise ValueError(
                 "Truncation and padding are both activated but "
-                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
+                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of "
+                f"({pad_to_multiple_of})."
             )
         return padding_strategy, truncation_strategy, max_length
 
     def _configure_backend(self, truncation_cfg: tuple | None, padding_cfg: tuple | None) -> None:
-        """Set the Rust tokenizer's truncation/padding (caller holds the lock); skips no-op reconfiguration."""
+        """Set the Rust tokenizer's truncation/padding (caller holds the lock); skips no-op changes."""
         settings = (truncation_cfg, padding_cfg)
         if settings == self._backend_settings:
             return
@@ -736,7 +765,9 @@ class DistilBertTokenizer:
             self._tokenizer.no_truncation()
         else:
             max_length, stride, strategy, direction = truncation_cfg
-            self._tokenizer.enable_truncation(max_length, stride=stride, strategy=strategy, direction=direction)
+            self._tokenizer.enable_truncation(
+                max_length, stride=stride, strategy=strategy, direction=direction
+            )
         if padding_cfg is None:
             self._tokenizer.no_padding()
         else:
@@ -758,16 +789,24 @@ class DistilBertTokenizer:
             try:
                 self._configure_backend(truncation_cfg, padding_cfg)
                 return self._tokenizer.encode_batch(batch, add_special_tokens=add_special_tokens)
-            except Exception as e:
-                # Rust raises a bare Exception ("Truncation error: Second sequence not provided", "Sequence to
-                # truncate too short to respect the provided max_length", stride >= max_length, ...). Re-raise as
-                # ValueError (still an Exception, so code catching what transformers raises keeps working).
+            except BaseException as e:
+                # tokenizers reports impossible truncations as a bare Exception ("Truncation error: Second
+                # sequence not provided", "... too short to respect the provided max_length") and, when the
+                # stride is not smaller than a truncated sequence's budget, as a Rust panic (pyo3's
+                # PanicException derives from BaseException, so transformers lets it escape `except
+                # Exception`). Both become a ValueError, which is still an Exception, so code catching what
+                # transformers raises keeps working.
                 self._backend_settings = None  # the backend state is unknown after a failure
-                if isinstance(e, ValueError):
-                    raise
-                max_length = truncation_cfg[0] if truncation_cfg else None
-                strategy = truncation_cfg[2] if truncation_cfg else "do_not_truncate"
-                raise ValueError(f"{e} (truncation={strategy!r}, max_length={max_length})") from e
+                is_panic = type(e).__name__ == "PanicException"
+                if isinstance(e, ValueError) or not (is_panic or isinstance(e, Exception)):
+                    raise  # already a ValueError (e.g. stride > max_length), or KeyboardInterrupt & co.
+                max_length, stride, strategy = (
+                    truncation_cfg[:3] if truncation_cfg else (None, 0, "do_not_truncate")
+                )
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ValueError(
+                    f"{message} (truncation={strategy!r}, max_length={max_length}, stride={stride})"
+                ) from e
 
     # ---------------------------------------------------------------------------------------------- decoding
 
@@ -778,14 +817,16 @@ class DistilBertTokenizer:
         clean_up_tokenization_spaces: bool | None = None,
         **kwargs: Any,
     ) -> str | list[str]:
-        """Ids -> text. Accepts an int, a list, a numpy array or torch tensor; a 2-D input decodes each row."""
+        """Ids -> text. Takes an int, a list, a numpy array or torch tensor; a 2-D input decodes each row."""
         token_ids = _to_python(token_ids)
         if isinstance(token_ids, dict):  # a (Batch)Encoding-like mapping
             token_ids = _to_python(token_ids["input_ids"])
         if isinstance(token_ids, int):
             token_ids = [token_ids]
         if not isinstance(token_ids, (list, tuple)):
-            raise TypeError(f"token_ids must be an int, a sequence of ints or a batch of them, got {token_ids!r}")
+            raise TypeError(
+                f"token_ids must be an int, a sequence of ints or a batch of them, got {token_ids!r}"
+            )
         if token_ids and isinstance(token_ids[0], (list, tuple)):
             return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in token_ids]
         text = self._tokenizer.decode([int(i) for i in token_ids], skip_special_tokens=skip_special_tokens)
@@ -796,7 +837,10 @@ class DistilBertTokenizer:
         return text
 
     def batch_decode(
-        self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
+        self,
+        sequences,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
         **kwargs: Any,
     ) -> list[str]:
         result = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces)
@@ -806,13 +850,13 @@ class DistilBertTokenizer:
         return self._tokenizer.decoder.decode(tokens)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # helpers
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def clean_up_tokenization(text: str) -> str:
-    """transformers' `clean_up_tokenization`: removes spaces the WordPiece decoder leaves before punctuation."""
+    """transformers' `clean_up_tokenization`: drops spaces the WordPiece decoder leaves before punctuation."""
     return (
         text.replace(" .", ".")
         .replace(" ?", "?")
@@ -865,8 +909,14 @@ def _read_config(directory: str) -> dict[str, Any]:
             special_map = json.load(f)
 
     kwargs: dict[str, Any] = {}
-    for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "clean_up_tokenization_spaces",
-                "padding_side", "truncation_side"):
+    for key in (
+        "do_lower_case",
+        "strip_accents",
+        "tokenize_chinese_chars",
+        "clean_up_tokenization_spaces",
+        "padding_side",
+        "truncation_side",
+    ):
         if key in config:
             kwargs[key] = config[key]
     if config.get("model_max_length") is not None:
@@ -893,7 +943,8 @@ def _resolve_hub_repo(
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a declared dependency
         raise FileNotFoundError(
-            f"pretrained_model_name_or_path={repo_id!r} is not a local path and huggingface_hub is not installed"
+            f"pretrained_model_name_or_path={repo_id!r} is not a local path and huggingface_hub is not "
+            "installed"
         ) from e
     try:
         directory = snapshot_download(

@@ -327,7 +327,8 @@ def test_resolve_from_offline_cache(offline_cache):
     _assert_sd_equal(load_state_dict(path), sd)
     # explicit commit revision and local_files_only work too
     assert resolve_model_dir("org/name", cache_dir=cache, revision=_COMMIT).resolve() == snap.resolve()
-    assert resolve_model_dir("org/name", cache_dir=str(cache), local_files_only=True).resolve() == snap.resolve()
+    path = resolve_model_dir("org/name", cache_dir=str(cache), local_files_only=True)
+    assert path.resolve() == snap.resolve()
 
 
 def test_resolve_unknown_repo_offline(offline_cache):
@@ -426,11 +427,11 @@ def test_format_load_error():
 # ------------------------------------------------------------------------------------------------
 
 
-def _distilbert_config(cfg: dict):
+def _distilbert_config(cfg: dict, attn_implementation: str = "eager"):
     import transformers
 
     kwargs = {k: v for k, v in cfg.items() if k != "model_type"}
-    return transformers.DistilBertConfig(**kwargs)
+    return transformers.DistilBertConfig(**kwargs, attn_implementation=attn_implementation)
 
 
 @pytest.fixture(scope="module")
@@ -497,13 +498,12 @@ def test_minilm_conversion_matches_transformers(minilm_dir):
     assert any("pooler dropped" in n for n in notes)
     assert all(k.startswith("distilbert.") for k in new_sd)
 
-    distil = transformers.DistilBertModel(
-        _distilbert_config(bert_config_to_distilbert(bert_cfg)), attn_implementation="eager"
-    ).eval()
+    distil = transformers.DistilBertModel(_distilbert_config(bert_config_to_distilbert(bert_cfg))).eval()
     model_sd = distil.state_dict()
     loaded = strip_or_add_prefix(new_sd, set(model_sd))
     assert not any(k.startswith("distilbert.") for k in loaded)
-    missing, unexpected, mismatched = diff_state_dict({k: tuple(v.shape) for k, v in model_sd.items()}, loaded)
+    shapes = {k: tuple(v.shape) for k, v in model_sd.items()}
+    missing, unexpected, mismatched = diff_state_dict(shapes, loaded)
     assert (missing, unexpected, mismatched) == ([], [], []), format_load_error(
         missing, unexpected, mismatched, minilm_dir
     )
@@ -554,7 +554,11 @@ _SMALL_BERT = dict(
     "bert_cls, distil_cls, extra",
     [
         ("BertForMaskedLM", "DistilBertForMaskedLM", {}),
-        ("BertForMaskedLM", "DistilBertForMaskedLM", {"hidden_act": "gelu_new", "tie_word_embeddings": False}),
+        (
+            "BertForMaskedLM",
+            "DistilBertForMaskedLM",
+            {"hidden_act": "gelu_new", "tie_word_embeddings": False},
+        ),
         ("BertForTokenClassification", "DistilBertForTokenClassification", {"num_labels": 5}),
         ("BertForQuestionAnswering", "DistilBertForQuestionAnswering", {"hidden_act": "relu"}),
         ("BertModel", "DistilBertModel", {"hidden_act": "silu"}),
@@ -564,7 +568,7 @@ def test_random_bert_heads_convert_exactly(tmp_path, bert_cls, distil_cls, extra
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(**_SMALL_BERT, **extra)
+    config = transformers.BertConfig(**{**_SMALL_BERT, **extra}, attn_implementation="eager")
     bert = getattr(transformers, bert_cls)(config)
     _randomize_(bert, seed=1)
     bert.eval()
@@ -585,9 +589,11 @@ def test_random_bert_heads_convert_exactly(tmp_path, bert_cls, distil_cls, extra
     missing, unexpected, mismatched = diff_state_dict(
         {k: tuple(v.shape) for k, v in direct.state_dict().items()}, loaded
     )
-    assert (missing, unexpected, mismatched) == ([], [], []), format_load_error(missing, unexpected, mismatched, "x")
+    assert (missing, unexpected, mismatched) == ([], [], []), format_load_error(
+        missing, unexpected, mismatched, "x"
+    )
     direct.load_state_dict(loaded, strict=True)
-    hf_loaded = distil_cls_.from_pretrained(tmp_path / "distil").eval()
+    hf_loaded = distil_cls_.from_pretrained(tmp_path / "distil", attn_implementation="eager").eval()
 
     g = torch.Generator().manual_seed(3)
     ids = torch.randint(1, config.vocab_size, (3, 17), generator=g)
@@ -637,7 +643,8 @@ def test_position_embedding_folding_keeps_dtype(minilm_dir):
     new_sd, _ = convert_bert_state_dict(sd, bert_cfg)
     pos = new_sd["distilbert.embeddings.position_embeddings.weight"]
     assert pos.dtype == torch.float16
-    expected = (sd["embeddings.position_embeddings.weight"].float() + sd["embeddings.token_type_embeddings.weight"][0].float()).half()
+    pos32 = sd["embeddings.position_embeddings.weight"].float()
+    expected = (pos32 + sd["embeddings.token_type_embeddings.weight"][0].float()).half()
     assert torch.equal(pos, expected)
 
 
@@ -671,7 +678,8 @@ def test_pretraining_head_drops_nsp_with_note(tmp_path):
     bert_cfg = read_config_dict(tmp_path)
     new_sd, notes = convert_bert_state_dict(load_state_dict(tmp_path), bert_cfg)
     assert any("seq_relationship" in n for n in notes)
-    distil = transformers.DistilBertForMaskedLM(_distilbert_config(bert_config_to_distilbert(bert_cfg))).eval()
+    distil_cfg = _distilbert_config(bert_config_to_distilbert(bert_cfg))
+    distil = transformers.DistilBertForMaskedLM(distil_cfg).eval()
     distil.load_state_dict(new_sd, strict=True)
     ids = torch.randint(1, config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
@@ -685,7 +693,8 @@ def test_unknown_and_missing_bert_keys(minilm_dir):
     sd = load_state_dict(minilm_dir)
     with pytest.raises(CheckpointError, match="encoder.layer.0.attention.self.distance_embedding.weight"):
         convert_bert_state_dict(
-            dict(sd, **{"encoder.layer.0.attention.self.distance_embedding.weight": torch.randn(3, 4)}), bert_cfg
+            dict(sd, **{"encoder.layer.0.attention.self.distance_embedding.weight": torch.randn(3, 4)}),
+            bert_cfg,
         )
     # a 7th layer that the config does not declare is unknown
     extra = {k.replace("layer.5.", "layer.6."): v for k, v in sd.items() if "layer.5." in k}
