@@ -1,0 +1,358 @@
+// varlen_attention: multi-head softmax(scale Q K^T) V over packed sequences (cu_seqlens), no padding.
+//
+// Work item = (sequence s, head h, block of up to BQ = 4*W queries). For an item with m queries and L keys:
+//   1. Qt  (hd x mpad)  = scale * Q_block^T in fp32 (the only repacking for fp32 inputs; bf16 K/V rows of
+//                          the head are also widened once per (s, h) into thread-local fp32 buffers).
+//   2. S^T (L x mpad)   = K Qt: register tile of JR keys x NQ query-vectors, each K element broadcast
+//                          straight from its row (row-strided views such as slices of a fused QKV work
+//                          in place), Qt rows loaded as vectors.
+//   3. softmax over keys = over the rows of S^T: the reductions are vertical (one lane per query), so
+//      max / exp / sum need no horizontal shuffles. Normalisation (and head_mask) is deferred to the output.
+//   4. O (m x hd)       = P V: register tile of MR queries x DV head_dim-vectors, P^T broadcast, V rows
+//                          loaded (masked for a head_dim tail), scaled by head_mask[h] / rowsum at store.
+// Items are split over threads in contiguous runs of balanced cost (so a thread keeps one (s, h) for its
+// consecutive query blocks); all arithmetic is fp32. kernel -> launcher -> registered in ops.cpp.
+#include <algorithm>
+#include <vector>
+
+#include "common.h"
+
+namespace dbf {
+namespace {
+
+constexpr int NQMAX = 4;         // query vectors per work item
+constexpr int BQ = NQMAX * W;    // queries per work item (64 with AVX-512)
+constexpr int JR = 6;            // keys per QK^T register tile (6 x 4 accumulators + 4 Q vectors)
+constexpr int MR = 6;            // queries per PV register tile
+constexpr int DV = 4;            // head_dim vectors per PV register tile
+
+// st[r][0 : NQ*W] = sum_d k[r][d] * qt[d][0 : NQ*W], r < R.
+template <int NQ, int R>
+DBF_INLINE void qk_tile(const float* __restrict qt, int64_t ldqt, const float* __restrict k, int64_t ldk,
+                        int64_t hd, float* __restrict st, int64_t ldst) {
+  vf acc[R][NQ];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int n = 0; n < NQ; ++n) acc[r][n] = vzero();
+  for (int64_t d = 0; d < hd; ++d) {
+    vf qv[NQ];
+#pragma GCC unroll 4
+    for (int n = 0; n < NQ; ++n) qv[n] = vload(qt + d * ldqt + n * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const vf kb = vset1(k[r * ldk + d]);
+#pragma GCC unroll 4
+      for (int n = 0; n < NQ; ++n) acc[r][n] = vfma(qv[n], kb, acc[r][n]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int n = 0; n < NQ; ++n) vstore(st + r * ldst + n * W, acc[r][n]);
+}
+
+template <int NQ>
+void qk_rows(const float* qt, int64_t ldqt, const float* k, int64_t ldk, int64_t hd, int64_t L, float* st,
+             int64_t ldst) {
+  int64_t j = 0;
+  for (; j + JR <= L; j += JR) qk_tile<NQ, JR>(qt, ldqt, k + j * ldk, ldk, hd, st + j * ldst, ldst);
+  const float* kj = k + j * ldk;
+  float* sj = st + j * ldst;
+  switch (L - j) {
+    case 0: break;
+    case 1: qk_tile<NQ, 1>(qt, ldqt, kj, ldk, hd, sj, ldst); break;
+    case 2: qk_tile<NQ, 2>(qt, ldqt, kj, ldk, hd, sj, ldst); break;
+    case 3: qk_tile<NQ, 3>(qt, ldqt, kj, ldk, hd, sj, ldst); break;
+    case 4: qk_tile<NQ, 4>(qt, ldqt, kj, ldk, hd, sj, ldst); break;
+    case 5: qk_tile<NQ, 5>(qt, ldqt, kj, ldk, hd, sj, ldst); break;
+    default: static_assert(JR == 6, "extend the tail switch"); break;
+  }
+}
+
+void qk(int nq, const float* qt, int64_t ldqt, const float* k, int64_t ldk, int64_t hd, int64_t L, float* st,
+        int64_t ldst) {
+  switch (nq) {
+    case 1: return qk_rows<1>(qt, ldqt, k, ldk, hd, L, st, ldst);
+    case 2: return qk_rows<2>(qt, ldqt, k, ldk, hd, L, st, ldst);
+    case 3: return qk_rows<3>(qt, ldqt, k, ldk, hd, L, st, ldst);
+    default: return qk_rows<4>(qt, ldqt, k, ldk, hd, L, st, ldst);
+  }
+}
+
+// out[r][c0*W : (c0+NV)*W] = inv[r] * sum_j pt[j][r] * v[j][c0*W ...], r < R; `tail` masks the last vector.
+template <int R, int NV, typename T>
+DBF_INLINE void pv_tile(const float* __restrict pt, int64_t ldpt, int64_t L, const float* __restrict v,
+                        int64_t ldv, vmask tail, const float* inv, T* __restrict out, int64_t ldo) {
+  vf acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int n = 0; n < NV; ++n) acc[r][n] = vzero();
+  for (int64_t j = 0; j < L; ++j) {
+    vf vv[NV];
+#pragma GCC unroll 4
+    for (int n = 0; n < NV - 1; ++n) vv[n] = vload(v + j * ldv + n * W);
+    vv[NV - 1] = vload(v + j * ldv + (NV - 1) * W, tail);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const vf p = vset1(pt[j * ldpt + r]);
+#pragma GCC unroll 4
+      for (int n = 0; n < NV; ++n) acc[r][n] = vfma(vv[n], p, acc[r][n]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const vf s = vset1(inv[r]);
+#pragma GCC unroll 4
+    for (int n = 0; n < NV - 1; ++n) vstore(out + r * ldo + n * W, vmul(acc[r][n], s));
+    vstore(out + r * ldo + (NV - 1) * W, vmul(acc[r][NV - 1], s), tail);
+  }
+}
+
+template <int NV, typename T>
+void pv_rows(const float* pt, int64_t ldpt, int64_t L, const float* v, int64_t ldv, vmask tail,
+             const float* inv, int64_t m, T* out, int64_t ldo) {
+  int64_t i = 0;
+  for (; i + MR <= m; i += MR) pv_tile<MR, NV>(pt + i, ldpt, L, v, ldv, tail, inv + i, out + i * ldo, ldo);
+  const float* pi = pt + i;
+  const float* ii = inv + i;
+  T* oi = out + i * ldo;
+  switch (m - i) {
+    case 0: break;
+    case 1: pv_tile<1, NV>(pi, ldpt, L, v, ldv, tail, ii, oi, ldo); break;
+    case 2: pv_tile<2, NV>(pi, ldpt, L, v, ldv, tail, ii, oi, ldo); break;
+    case 3: pv_tile<3, NV>(pi, ldpt, L, v, ldv, tail, ii, oi, ldo); break;
+    case 4: pv_tile<4, NV>(pi, ldpt, L, v, ldv, tail, ii, oi, ldo); break;
+    case 5: pv_tile<5, NV>(pi, ldpt, L, v, ldv, tail, ii, oi, ldo); break;
+    default: static_assert(MR == 6, "extend the tail switch"); break;
+  }
+}
+
+template <typename T>
+void pv(const float* pt, int64_t ldpt, int64_t L, const float* v, int64_t ldv, int64_t hd, const float* inv,
+        int64_t m, T* out, int64_t ldo) {
+  const int64_t nvec = (hd + W - 1) / W;
+  for (int64_t c0 = 0; c0 < nvec; c0 += DV) {
+    const int nv = static_cast<int>(std::min<int64_t>(DV, nvec - c0));
+    const vmask tail = (c0 + nv == nvec) ? first_n(hd - (nvec - 1) * W) : first_n(W);
+    const float* vc = v + c0 * W;
+    T* oc = out + c0 * W;
+    switch (nv) {
+      case 1: pv_rows<1>(pt, ldpt, L, vc, ldv, tail, inv, m, oc, ldo); break;
+      case 2: pv_rows<2>(pt, ldpt, L, vc, ldv, tail, inv, m, oc, ldo); break;
+      case 3: pv_rows<3>(pt, ldpt, L, vc, ldv, tail, inv, m, oc, ldo); break;
+      default: pv_rows<4>(pt, ldpt, L, vc, ldv, tail, inv, m, oc, ldo); break;
+    }
+  }
+}
+
+// Softmax over the L rows of st (ld = ldst) for nq query vectors: st <- exp(st - colmax), and
+// inv[i] = gain / colsum[i].
+void softmax_cols(float* st, int64_t ldst, int64_t L, int nq, float gain, float* inv) {
+  for (int n = 0; n < nq; ++n) {
+    float* col = st + n * W;
+    vf mx0 = vset1(-INFINITY), mx1 = vset1(-INFINITY);
+    int64_t j = 0;
+    for (; j + 2 <= L; j += 2) {
+      mx0 = vmax(vload(col + j * ldst), mx0);
+      mx1 = vmax(vload(col + (j + 1) * ldst), mx1);
+    }
+    if (j < L) mx0 = vmax(vload(col + j * ldst), mx0);
+    const vf mx = vmax(mx0, mx1);
+    vf s0 = vzero(), s1 = vzero();
+    j = 0;
+    for (; j + 2 <= L; j += 2) {
+      vf e0 = vexp(vsub(vload(col + j * ldst), mx));
+      vf e1 = vexp(vsub(vload(col + (j + 1) * ldst), mx));
+      vstore(col + j * ldst, e0);
+      vstore(col + (j + 1) * ldst, e1);
+      s0 = vadd(s0, e0);
+      s1 = vadd(s1, e1);
+    }
+    if (j < L) {
+      vf e0 = vexp(vsub(vload(col + j * ldst), mx));
+      vstore(col + j * ldst, e0);
+      s0 = vadd(s0, e0);
+    }
+    vstore(inv + n * W, vdiv(vset1(gain), vadd(s0, s1)));
+  }
+}
+
+struct Item {
+  int64_t s, h, q0;  // sequence, head, first query of the block (relative to the sequence)
+};
+
+template <typename T>
+void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
+                      const int32_t* cu, int64_t B, int64_t H, int64_t hd, float scale, const float* head_mask,
+                      T* out, int64_t D) {
+  // Work items in (s, h, block) order with their cost, then a balanced contiguous split over threads.
+  std::vector<Item> items;
+  std::vector<double> cost_end;  // inclusive prefix sum of the item costs
+  int64_t maxL = 0;
+  double total = 0.0;
+  for (int64_t s = 0; s < B; ++s) {
+    const int64_t L = cu[s + 1] - cu[s];
+    maxL = std::max(maxL, L);
+    for (int64_t h = 0; h < H; ++h) {
+      const bool off = head_mask != nullptr && head_mask[h] == 0.0f;
+      for (int64_t q0 = 0; q0 < L; q0 += BQ) {
+        const int64_t m = std::min<int64_t>(BQ, L - q0);
+        items.push_back({s, h, q0});
+        total += off ? static_cast<double>(m) : static_cast<double>(m + 4) * static_cast<double>(L) + 16.0;
+        cost_end.push_back(total);
+      }
+    }
+  }
+  const int64_t n_items = static_cast<int64_t>(items.size());
+  if (n_items == 0) return;
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_items));
+  // Thread t takes the items whose cost midpoint lies in [t, t+1) * total / nt.
+  std::vector<int64_t> first(nt + 1, n_items);
+  first[0] = 0;
+  {
+    int64_t t = 1;
+    for (int64_t i = 0; i < n_items && t < nt; ++i) {
+      const double start = i ? cost_end[i - 1] : 0.0;
+      const double mid = 0.5 * (start + cost_end[i]);
+      while (t < nt && mid >= total * static_cast<double>(t) / static_cast<double>(nt)) first[t++] = i;
+    }
+  }
+  constexpr bool kWiden = !std::is_same_v<T, float>;  // bf16 K/V are widened to fp32 once per (s, h)
+
+  at::parallel_for(0, nt, 1, [&](int64_t tb, int64_t te) {
+    std::vector<float> qt(static_cast<size_t>(hd) * BQ);
+    std::vector<float> st(static_cast<size_t>(std::max<int64_t>(maxL, 1)) * BQ);
+    std::vector<float> inv(BQ);
+    std::vector<float> kbuf, vbuf;
+    if (kWiden) {
+      kbuf.resize(static_cast<size_t>(maxL) * hd + W);
+      vbuf.resize(static_cast<size_t>(maxL) * hd + W);
+    }
+    int64_t cached_s = -1, cached_h = -1;
+    for (int64_t idx = first[tb]; idx < first[te]; ++idx) {
+      const Item it = items[idx];
+      const int64_t row0 = cu[it.s], L = cu[it.s + 1] - cu[it.s];
+      const int64_t m = std::min<int64_t>(BQ, L - it.q0);
+      const int64_t col = it.h * hd;
+      T* o = out + (row0 + it.q0) * D + col;
+      const float gain = head_mask != nullptr ? head_mask[it.h] : 1.0f;
+      if (gain == 0.0f) {  // probabilities * 0: the head contributes exactly zero
+        for (int64_t i = 0; i < m; ++i) std::fill(o + i * D, o + i * D + hd, T(0.0f));
+        continue;
+      }
+      // K, V of this (s, h) as fp32 rows.
+      const float* kf;
+      const float* vf_;
+      int64_t ldkf, ldvf;
+      if constexpr (kWiden) {
+        if (it.s != cached_s || it.h != cached_h) {
+          for (int64_t j = 0; j < L; ++j) {
+            const T* kr = k + (row0 + j) * ldk + col;
+            const T* vr = v + (row0 + j) * ldv + col;
+            float* kd = kbuf.data() + j * hd;
+            float* vd = vbuf.data() + j * hd;
+            int64_t d = 0;
+            for (; d + W <= hd; d += W) {
+              vstore(kd + d, vload(kr + d));
+              vstore(vd + d, vload(vr + d));
+            }
+            if (d < hd) {
+              const vmask mk = first_n(hd - d);
+              vstore(kd + d, vload(kr + d, mk), mk);
+              vstore(vd + d, vload(vr + d, mk), mk);
+            }
+          }
+          cached_s = it.s;
+          cached_h = it.h;
+        }
+        kf = kbuf.data();
+        vf_ = vbuf.data();
+        ldkf = ldvf = hd;
+      } else {
+        kf = k + row0 * ldk + col;
+        vf_ = v + row0 * ldv + col;
+        ldkf = ldk;
+        ldvf = ldv;
+      }
+      // 1. Qt = scale * Q_block^T, zero-padded to whole vectors.
+      const int nq = static_cast<int>((m + W - 1) / W);
+      const int64_t mpad = static_cast<int64_t>(nq) * W;
+      {
+        const T* qb = q + (row0 + it.q0) * ldq + col;
+        for (int64_t i = 0; i < m; ++i) {
+          const T* qr = qb + i * ldq;
+          for (int64_t d = 0; d < hd; ++d) qt[d * mpad + i] = static_cast<float>(qr[d]) * scale;
+        }
+        if (m < mpad) {
+          for (int64_t d = 0; d < hd; ++d) std::fill(&qt[d * mpad + m], &qt[d * mpad + mpad], 0.0f);
+        }
+      }
+      // 2. S^T = K Qt.   3. column softmax.   4. O = P V, normalised at the store.
+      qk(nq, qt.data(), mpad, kf, ldkf, hd, L, st.data(), mpad);
+      softmax_cols(st.data(), mpad, L, nq, gain, inv.data());
+      pv<T>(st.data(), mpad, L, vf_, ldvf, hd, inv.data(), m, o, D);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace dbf
+
+at::Tensor varlen_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& cu_seqlens, int64_t max_seqlen, int64_t n_heads,
+                                double scale, const std::optional<at::Tensor>& head_mask) {
+  using namespace dbf;
+  check_rows(q, "varlen_attention: q");
+  check_rows(k, "varlen_attention: k");
+  check_rows(v, "varlen_attention: v");
+  TORCH_CHECK(k.sizes() == q.sizes() && v.sizes() == q.sizes(), "varlen_attention: q, k, v must have the same "
+              "shape (tokens, dim), got q ", q.sizes(), ", k ", k.sizes(), ", v ", v.sizes());
+  TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
+              "varlen_attention: q, k, v must have the same dtype, got q ", q.scalar_type(), ", k ",
+              k.scalar_type(), ", v ", v.scalar_type());
+  const int64_t N = q.size(0), D = q.size(1);
+  TORCH_CHECK(n_heads > 0, "varlen_attention: n_heads must be positive, got ", n_heads);
+  TORCH_CHECK(D % n_heads == 0 && D > 0, "varlen_attention: dim ", D, " of q must be a positive multiple of n_heads ",
+              n_heads);
+  const int64_t hd = D / n_heads;
+  check_cpu(cu_seqlens, "varlen_attention: cu_seqlens");
+  TORCH_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.size(0) >= 1,
+              "varlen_attention: cu_seqlens must be 1-D (batch + 1,), got shape ", cu_seqlens.sizes());
+  TORCH_CHECK(cu_seqlens.scalar_type() == at::kInt, "varlen_attention: cu_seqlens must be int32, got ",
+              cu_seqlens.scalar_type());
+  TORCH_CHECK(max_seqlen >= 0, "varlen_attention: max_seqlen must be >= 0, got ", max_seqlen);
+  const at::Tensor cu = cu_seqlens.contiguous();
+  const int32_t* cup = cu.data_ptr<int32_t>();
+  const int64_t B = cu.size(0) - 1;
+  TORCH_CHECK(cup[0] == 0, "varlen_attention: cu_seqlens[0] must be 0, got ", cup[0]);
+  for (int64_t s = 0; s < B; ++s) {
+    const int64_t len = static_cast<int64_t>(cup[s + 1]) - cup[s];
+    TORCH_CHECK(len >= 0, "varlen_attention: cu_seqlens must be non-decreasing, got cu_seqlens[", s, "] = ", cup[s],
+                " > cu_seqlens[", s + 1, "] = ", cup[s + 1]);
+    TORCH_CHECK(len <= max_seqlen, "varlen_attention: sequence ", s, " has length ", len, " > max_seqlen ",
+                max_seqlen, " (cu_seqlens and max_seqlen disagree)");
+  }
+  TORCH_CHECK(cup[B] == N, "varlen_attention: cu_seqlens[-1] = ", cup[B], " must equal the number of tokens ", N,
+              " (rows of q)");
+  at::Tensor hm;
+  if (head_mask.has_value() && head_mask->defined()) {
+    check_cpu(*head_mask, "varlen_attention: head_mask");
+    TORCH_CHECK(head_mask->dim() == 1 && head_mask->size(0) == n_heads,
+                "varlen_attention: head_mask must have shape (n_heads,) = (", n_heads, ",), got ",
+                head_mask->sizes());
+    TORCH_CHECK(at::isFloatingType(head_mask->scalar_type()),
+                "varlen_attention: head_mask must be floating point, got ", head_mask->scalar_type());
+    hm = head_mask->to(at::kFloat).contiguous();
+  }
+  at::Tensor out = at::empty({N, D}, q.options().memory_format(at::MemoryFormat::Contiguous));
+  if (N == 0) return out;
+  dispatch_float(q.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    attention_kernel<T>(q.data_ptr<T>(), row_stride(q), k.data_ptr<T>(), row_stride(k), v.data_ptr<T>(),
+                        row_stride(v), cup, B, n_heads, hd, static_cast<float>(scale),
+                        hm.defined() ? hm.data_ptr<float>() : nullptr, out.data_ptr<T>(), D);
+  });
+  return out;
+}

@@ -1,0 +1,111 @@
+"""The C++ CPU kernels (csrc/, built as `distilbert_fast._C`): guarded import, fake (meta) kernels, thin wrappers.
+
+`AVAILABLE` says whether the extension loaded; `IMPORT_ERROR` says why not (None when it did). Setting
+DISTILBERT_FAST_NO_EXT=1 disables it at runtime too. The ops live under `torch.ops.distilbert_fast`:
+
+    add_layer_norm(Tensor x, Tensor? residual, Tensor weight, Tensor bias, float eps) -> Tensor
+    bias_act(Tensor x, Tensor bias, str act) -> Tensor
+    varlen_attention(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens, int max_seqlen, int n_heads,
+                     float scale, Tensor? head_mask) -> Tensor
+    embeddings(Tensor input_ids, Tensor position_ids, Tensor word_weight, Tensor pos_weight,
+               Tensor ln_weight, Tensor ln_bias, float eps) -> Tensor
+
+All take 2-D token rows (N, D) in float32 or bfloat16 (row-strided views with a unit-stride last dim are
+read in place, e.g. q/k/v column slices of a fused (N, 3D) QKV output), compute in fp32 and return a new
+contiguous (N, D) tensor in the input's dtype. They are inference kernels: no autograd formula is
+registered, so callers that need gradients use the reference ops.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+LAYER_NORM_EPS = 1e-12
+
+AVAILABLE: bool = False
+IMPORT_ERROR: str | None = None
+
+if os.environ.get("DISTILBERT_FAST_NO_EXT", "0") == "1":
+    IMPORT_ERROR = "disabled by DISTILBERT_FAST_NO_EXT=1"
+else:
+    try:
+        from distilbert_fast import _C  # noqa: F401  (loading the library registers torch.ops.distilbert_fast)
+
+        AVAILABLE = True
+    except Exception as e:  # not built (no compiler, DISTILBERT_FAST_NO_EXT at install), or ABI mismatch
+        IMPORT_ERROR = f"{type(e).__name__}: {e}"
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+
+if AVAILABLE:
+    # Shapes and dtypes only, so torch.compile / FakeTensor tracing can see through the ops.
+
+    @torch.library.register_fake("distilbert_fast::add_layer_norm")
+    def _add_layer_norm_fake(x, residual, weight, bias, eps):
+        torch._check(x.dim() == 2, lambda: "add_layer_norm: x must be 2-D")
+        return x.new_empty(x.shape)
+
+    @torch.library.register_fake("distilbert_fast::bias_act")
+    def _bias_act_fake(x, bias, act):
+        torch._check(x.dim() == 2, lambda: "bias_act: x must be 2-D")
+        return x.new_empty(x.shape)
+
+    @torch.library.register_fake("distilbert_fast::varlen_attention")
+    def _varlen_attention_fake(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask):
+        torch._check(q.dim() == 2, lambda: "varlen_attention: q must be 2-D")
+        return q.new_empty(q.shape)
+
+    @torch.library.register_fake("distilbert_fast::embeddings")
+    def _embeddings_fake(input_ids, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps):
+        torch._check(input_ids.dim() == 1, lambda: "embeddings: input_ids must be 1-D")
+        return word_weight.new_empty((input_ids.shape[0], word_weight.shape[1]))
+
+
+def _require():
+    if not AVAILABLE:
+        raise RuntimeError(f"distilbert_fast C++ extension is not available: {IMPORT_ERROR}")
+
+
+def add_layer_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
+                   eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """LayerNorm(x + residual) (or of x alone when residual is None) over the last dim. x, residual: (N, D)."""
+    _require()
+    return torch.ops.distilbert_fast.add_layer_norm(x, residual, weight, bias, float(eps))
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+               eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """LayerNorm(x) over the last dim. x: (N, D)."""
+    _require()
+    return torch.ops.distilbert_fast.add_layer_norm(x, None, weight, bias, float(eps))
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor, act: str) -> torch.Tensor:
+    """act(x + bias), act in ACTIVATIONS ("gelu" is the exact erf GELU, "gelu_new" the tanh form)."""
+    _require()
+    return torch.ops.distilbert_fast.bias_act(x, bias, act)
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                     max_seqlen: int, n_heads: int, scale: float,
+                     head_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Packed multi-head attention: for every sequence s (rows cu_seqlens[s]:cu_seqlens[s+1]) and head h,
+    softmax(scale * Q K^T) V, probabilities times head_mask[h] if given. q, k, v: (N, n_heads*head_dim)
+    -> (N, n_heads*head_dim) contiguous. cu_seqlens: (B+1,) int32."""
+    _require()
+    return torch.ops.distilbert_fast.varlen_attention(q, k, v, cu_seqlens, int(max_seqlen), int(n_heads),
+                                                      float(scale), head_mask)
+
+
+def embeddings(input_ids: torch.Tensor, position_ids: torch.Tensor, word_weight: torch.Tensor,
+               pos_weight: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
+               eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """LayerNorm(word_weight[input_ids] + pos_weight[position_ids]). ids, positions: (N,) int64 -> (N, D)."""
+    _require()
+    return torch.ops.distilbert_fast.embeddings(input_ids, position_ids, word_weight, pos_weight, ln_weight,
+                                                ln_bias, float(eps))
+
+
+__all__ = ["AVAILABLE", "IMPORT_ERROR", "ACTIVATIONS", "add_layer_norm", "layer_norm", "bias_act",
+           "varlen_attention", "embeddings"]
