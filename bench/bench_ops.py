@@ -94,11 +94,15 @@ def main():
     ap.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", nargs="*", default=None, help="op names to run (default: all)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="skip cpp.keep_freed_memory(): every >32 MiB output is then page-faulted per call")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not cpp.AVAILABLE:
         raise SystemExit(f"C++ extension not available: {cpp.IMPORT_ERROR}")
+    malloc = "glibc default" if args.default_malloc else (
+        "cpp.keep_freed_memory()" if cpp.keep_freed_memory() else "default (not glibc)")
     torch.manual_seed(0)
     N, D, FF, H = 4096, 768, 3072, 12
     rows = []
@@ -158,7 +162,7 @@ def main():
 
     print(f"machine: {machine()}")
     print(f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
-          f"median of {args.runs} runs")
+          f"median of {args.runs} runs, malloc: {malloc}")
     print()
     print("| op | dtype | shape | baseline | C++ ms | baseline ms | speedup | C++ rate | baseline rate |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|")

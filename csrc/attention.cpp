@@ -1,8 +1,9 @@
 // varlen_attention: multi-head softmax(scale Q K^T) V over packed sequences (cu_seqlens), no padding.
 //
 // Work item = (sequence s, head h, block of up to BQ = 4*W queries). For an item with m queries and L keys:
-//   1. Qt  (hd x mpad)  = scale * Q_block^T in fp32 (the only repacking for fp32 inputs; bf16 K/V rows of
-//                          the head are also widened once per (s, h) into thread-local fp32 buffers).
+//   1. Qt  (hd x mpad)  = scale * Q_block^T in fp32, by 16x16 in-register transposes (the only repacking
+//                          for fp32 inputs; bf16 K/V rows of the head are also widened once per (s, h)
+//                          into thread-local fp32 buffers).
 //   2. S^T (L x mpad)   = K Qt: register tile of JR keys x NQ query-vectors, each K element broadcast
 //                          straight from its row (row-strided views such as slices of a fused QKV work
 //                          in place), Qt rows loaded as vectors.
@@ -179,9 +180,91 @@ void softmax_cols(float* st, int64_t ldst, int64_t L, int nq, float gain, float*
   }
 }
 
+#if DBF_AVX512
+// In-register transpose of 16 vectors (rows) into 16 vectors (columns): r[k] <- column k.
+DBF_INLINE void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {  // rows 4i..4i+3: r[4i + c] holds columns c, c+4, c+8, c+12
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);       // columns c, c+8 of rows 0-7
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);   // columns c+4, c+12 of rows 0-7
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+  }
+}
+#endif
+
+// qt[d][i] = scale * qb[i][d] for i < m, zero for m <= i < mpad (mpad a multiple of W).
+template <typename T>
+void pack_qt(const T* qb, int64_t ldq, int64_t m, int64_t hd, float scale, float* qt, int64_t mpad) {
+#if DBF_AVX512
+  const vf vs = vset1(scale);
+  for (int64_t i0 = 0; i0 < mpad; i0 += 16) {
+    for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+      const vmask cm = first_n(hd - d0);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int ii = 0; ii < 16; ++ii) {
+        r[ii] = (i0 + ii < m) ? vmul(vload(qb + (i0 + ii) * ldq + d0, cm), vs) : vzero();
+      }
+      transpose16(r);
+      const int64_t nc = std::min<int64_t>(16, hd - d0);
+      for (int64_t c = 0; c < nc; ++c) vstore(qt + (d0 + c) * mpad + i0, r[c]);
+    }
+  }
+#else
+  for (int64_t i = 0; i < mpad; ++i) {
+    for (int64_t d = 0; d < hd; ++d) qt[d * mpad + i] = i < m ? static_cast<float>(qb[i * ldq + d]) * scale : 0.0f;
+  }
+#endif
+}
+
 struct Item {
   int64_t s, h, q0;  // sequence, head, first query of the block (relative to the sequence)
 };
+
+// Software prefetch (to L2) of the rows the next work item reads: its Q block, and K/V when it starts a
+// new (s, h). The head's columns are a 2*hd-byte (bf16) or 4*hd-byte slice of rows 3*D wide, a pattern
+// the hardware prefetchers do not follow; this hides most of the DRAM/L3 latency of a cold QKV.
+template <typename T>
+DBF_INLINE void prefetch_rows(const T* base, int64_t ld, int64_t rows, int64_t hd) {
+  const int64_t bytes = hd * static_cast<int64_t>(sizeof(T));
+  for (int64_t j = 0; j < rows; ++j) {
+    const char* p = reinterpret_cast<const char*>(base + j * ld);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 2);
+  }
+}
+
+template <typename T>
+DBF_INLINE void prefetch_item(const Item& nx, const Item& cur, const T* q, int64_t ldq, const T* k, int64_t ldk,
+                              const T* v, int64_t ldv, const int32_t* cu, int64_t hd) {
+  const int64_t row0 = cu[nx.s], L = cu[nx.s + 1] - cu[nx.s];
+  const int64_t m = std::min<int64_t>(BQ, L - nx.q0), col = nx.h * hd;
+  prefetch_rows(q + (row0 + nx.q0) * ldq + col, ldq, m, hd);
+  if (nx.s != cur.s || nx.h != cur.h) {
+    prefetch_rows(k + row0 * ldk + col, ldk, L, hd);
+    prefetch_rows(v + row0 * ldv + col, ldv, L, hd);
+  }
+}
 
 template <typename T>
 void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
@@ -207,7 +290,10 @@ void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T*
   }
   const int64_t n_items = static_cast<int64_t>(items.size());
   if (n_items == 0) return;
-  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_items));
+  // One thread for tiny problems (a few short sequences): a parallel region costs more than it saves.
+  constexpr double kMinParallelCost = 4096.0;  // ~1 MFLOP at head_dim 64
+  const int64_t nt =
+      total < kMinParallelCost ? 1 : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_items));
   // Thread t takes the items whose cost midpoint lies in [t, t+1) * total / nt.
   std::vector<int64_t> first(nt + 1, n_items);
   first[0] = 0;
@@ -233,6 +319,7 @@ void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T*
     int64_t cached_s = -1, cached_h = -1;
     for (int64_t idx = first[tb]; idx < first[te]; ++idx) {
       const Item it = items[idx];
+      if (idx + 1 < first[te]) prefetch_item(items[idx + 1], it, q, ldq, k, ldk, v, ldv, cu, hd);
       const int64_t row0 = cu[it.s], L = cu[it.s + 1] - cu[it.s];
       const int64_t m = std::min<int64_t>(BQ, L - it.q0);
       const int64_t col = it.h * hd;
@@ -279,16 +366,7 @@ void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T*
       // 1. Qt = scale * Q_block^T, zero-padded to whole vectors.
       const int nq = static_cast<int>((m + W - 1) / W);
       const int64_t mpad = static_cast<int64_t>(nq) * W;
-      {
-        const T* qb = q + (row0 + it.q0) * ldq + col;
-        for (int64_t i = 0; i < m; ++i) {
-          const T* qr = qb + i * ldq;
-          for (int64_t d = 0; d < hd; ++d) qt[d * mpad + i] = static_cast<float>(qr[d]) * scale;
-        }
-        if (m < mpad) {
-          for (int64_t d = 0; d < hd; ++d) std::fill(&qt[d * mpad + m], &qt[d * mpad + mpad], 0.0f);
-        }
-      }
+      pack_qt(q + (row0 + it.q0) * ldq + col, ldq, m, hd, scale, qt.data(), mpad);
       // 2. S^T = K Qt.   3. column softmax.   4. O = P V, normalised at the store.
       qk(nq, qt.data(), mpad, kf, ldkf, hd, L, st.data(), mpad);
       softmax_cols(st.data(), mpad, L, nq, gain, inv.data());

@@ -9,6 +9,7 @@ from .modeling import (
     DistilBertModel,
     DistilBertPreTrainedModel,
 )
+from .hf import optimize
 from .ops import available_backends
 from .outputs import (
     BaseModelOutput,
@@ -35,7 +36,7 @@ def __getattr__(name):
 __all__ = [
     "DistilBertConfig", "DistilBertModel", "DistilBertPreTrainedModel", "DistilBertForMaskedLM",
     "DistilBertForSequenceClassification", "DistilBertForMultipleChoice", "DistilBertForTokenClassification",
-    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "available_backends", "ModelOutput",
+    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "available_backends", "optimize", "ModelOutput",
     "BaseModelOutput", "MaskedLMOutput", "SequenceClassifierOutput", "MultipleChoiceModelOutput",
     "TokenClassifierOutput", "QuestionAnsweringModelOutput", "__version__",
 ]

@@ -164,7 +164,8 @@ class DistilBertPreTrainedModel(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             module.weight.fill_(1.0)
             module.bias.zero_()
-        elif isinstance(module, Embeddings) and self.config.sinusoidal_pos_embds:
+        elif isinstance(module, Embeddings) and self.config.sinusoidal_pos_embds \
+                and not module.position_embeddings.weight.is_meta:
             module.position_embeddings.weight.copy_(
                 create_sinusoidal_embeddings(self.config.max_position_embeddings, self.config.dim))
 

@@ -139,13 +139,13 @@ def test_backend_selection(monkeypatch, tmp_path):
 def test_prepacked_weights_built_once_and_refreshed(tmp_path):
     _, fast = _pair("DistilBertModel", tmp_path)
     attn = fast.transformer.layer[0].attention
-    packed = attn.__dict__["_dbf_packed"][1]
+    packed = attn.__dict__["_dbf_packed"].value
     ids = torch.randint(1, 100, (2, 7))
     with torch.inference_mode():
         a = fast(ids)[0]
-        assert attn.__dict__["_dbf_packed"][1] is packed  # reused, not repacked per call
+        assert attn.__dict__["_dbf_packed"].value is packed  # reused, not repacked per call
     with torch.no_grad():
         attn.q_lin.weight.mul_(2.0)  # an in-place update must invalidate the packed copy
     with torch.inference_mode():
         b = fast(ids)[0]
-    assert attn.__dict__["_dbf_packed"][1] is not packed and not torch.allclose(a, b)
+    assert attn.__dict__["_dbf_packed"].value is not packed and not torch.allclose(a, b)

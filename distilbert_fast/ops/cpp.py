@@ -38,8 +38,9 @@ else:
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 
-if AVAILABLE:
-    # Shapes and dtypes only, so torch.compile / FakeTensor tracing can see through the ops.
+
+def _register_fakes() -> None:
+    """Shapes and dtypes only, so torch.compile / FakeTensor tracing can see through the ops."""
 
     @torch.library.register_fake("distilbert_fast::add_layer_norm")
     def _add_layer_norm_fake(x, residual, weight, bias, eps):
@@ -60,6 +61,13 @@ if AVAILABLE:
     def _embeddings_fake(input_ids, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps):
         torch._check(input_ids.dim() == 1, lambda: "embeddings: input_ids must be 1-D")
         return word_weight.new_empty((input_ids.shape[0], word_weight.shape[1]))
+
+
+if AVAILABLE:
+    try:
+        _register_fakes()
+    except Exception as e:  # a stale _C without one of the ops: treat as not built
+        AVAILABLE, IMPORT_ERROR = False, f"distilbert_fast._C does not match this package: {type(e).__name__}: {e}"
 
 
 def _require():
@@ -107,5 +115,36 @@ def embeddings(input_ids: torch.Tensor, position_ids: torch.Tensor, word_weight:
                                                 ln_bias, float(eps))
 
 
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc malloc keep freed memory in the process instead of returning it to the OS.
+
+    By default glibc serves every allocation above 32 MiB (at most; the dynamic mmap threshold) with a fresh
+    mmap and unmaps it on free, so each such tensor (e.g. the (4096, 3072) fp32 FFN activation, or the
+    (4096, 2304) fp32 fused QKV output) is page-faulted and zeroed by the kernel on every call: measured on
+    the 2-core Zen 5 box, bias_act on 4096x3072 fp32 takes 14 ms with the default and 1.1 ms after this
+    call (12,289 -> ~0 page faults per call). Process-wide and irreversible (like an inference arena);
+    a no-op returning False where the C library is not glibc. Idempotent.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    except (OSError, AttributeError):
+        return False
+    _MALLOC_TUNED = ok
+    return ok
+
+
 __all__ = ["AVAILABLE", "IMPORT_ERROR", "ACTIVATIONS", "add_layer_norm", "layer_norm", "bias_act",
-           "varlen_attention", "embeddings"]
+           "varlen_attention", "embeddings", "keep_freed_memory"]

@@ -47,11 +47,26 @@ def _key(linears: list[nn.Linear]) -> tuple:
                  for p in (lin.weight, lin.bias) if p is not None)
 
 
+class _Cache:
+    """Holder of one module's packed weight. Copies and pickles of the module start empty (oneDNN's opaque
+    tensors can be neither copied nor serialised) and repack on first use."""
+
+    def __init__(self):
+        self.key, self.value = None, None
+
+    def __deepcopy__(self, memo):
+        return _Cache()
+
+    def __reduce__(self):
+        return (_Cache, ())
+
+
 def packed(owner: nn.Module, linears: list[nn.Linear], attr: str = "_dbf_packed") -> PackedLinear:
     """The PackedLinear for `linears`, cached on `owner` under `attr`; rebuilt only when a weight changed."""
+    cache = owner.__dict__.get(attr)
+    if cache is None:
+        cache = owner.__dict__[attr] = _Cache()
     key = _key(linears)
-    cached = owner.__dict__.get(attr)
-    if cached is None or cached[0] != key:
-        cached = (key, PackedLinear(linears))
-        owner.__dict__[attr] = cached
-    return cached[1]
+    if cache.key != key:
+        cache.key, cache.value = key, PackedLinear(linears)
+    return cache.value

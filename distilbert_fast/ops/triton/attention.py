@@ -124,13 +124,21 @@ def _config(batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: tor
     if max_seqlen <= 64:
         block_m = 64 if max_seqlen > 32 else 32
     if dtype == torch.float32:
-        block_n = 32 if block_d >= 128 else 64
-        return dict(BLOCK_M=min(block_m, 64), BLOCK_N=block_n, BLOCK_D=block_d, num_warps=4, num_stages=2)
+        # fp32 runs an FMA (ieee) or tf32 dot with its operands in registers: smaller tiles, or ptxas spills
+        # (compile_check: 64x64 tiles at head_dim 64 need > 255 registers per thread).
+        if block_d <= 64:
+            bm = min(block_m, 64)
+            return dict(BLOCK_M=bm, BLOCK_N=32, BLOCK_D=block_d, num_warps=8 if bm == 64 else 4, num_stages=2)
+        if block_d <= 128:
+            return dict(BLOCK_M=32, BLOCK_N=16, BLOCK_D=block_d, num_warps=4, num_stages=2)
+        return dict(BLOCK_M=32, BLOCK_N=16, BLOCK_D=block_d, num_warps=8, num_stages=1)
+    # 128-row tiles get 8 warps: with 4, ptxas needs ~230 registers per thread at head_dim 64 (S and acc tiles
+    # both live), at the edge of spilling (distilbert_fast.ops.triton.compile_check prints the numbers).
     if block_d <= 64:
-        return dict(BLOCK_M=block_m, BLOCK_N=64, BLOCK_D=block_d, num_warps=4, num_stages=3)
-    if block_d <= 128:
         return dict(BLOCK_M=block_m, BLOCK_N=64, BLOCK_D=block_d, num_warps=8 if block_m == 128 else 4,
-                    num_stages=2)
+                    num_stages=3)
+    if block_d <= 128:
+        return dict(BLOCK_M=block_m, BLOCK_N=64, BLOCK_D=block_d, num_warps=8, num_stages=2)
     return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=block_d, num_warps=8, num_stages=1)
 
 

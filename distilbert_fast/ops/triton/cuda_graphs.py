@@ -94,6 +94,14 @@ def static_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             m.ops = ops
 
 
+def _check_device(model) -> None:
+    if not torch.cuda.is_available():
+        raise RuntimeError("CudaGraphRunner needs a CUDA GPU (CUDA graphs capture GPU kernel launches); "
+                           "torch.cuda.is_available() is False. Run the model eagerly on CPU instead.")
+    if model.device.type != "cuda":
+        raise RuntimeError(f"CudaGraphRunner: the model is on {model.device}; move it first: model.to('cuda')")
+
+
 class CudaGraphRunner:
     """Bucketed CUDA-graph replay of `model` (any head but multiple choice) for inference.
 
@@ -105,11 +113,7 @@ class CudaGraphRunner:
     (cloned from the graph's static outputs). Not thread-safe: one runner per stream."""
 
     def __init__(self, model, buckets=DEFAULT_BUCKETS, warmup: int = 2):
-        if not torch.cuda.is_available():
-            raise RuntimeError("CudaGraphRunner needs a CUDA GPU (CUDA graphs capture GPU kernel launches); "
-                               "torch.cuda.is_available() is False. Run the model eagerly on CPU instead.")
-        if model.device.type != "cuda":
-            raise RuntimeError(f"CudaGraphRunner: the model is on {model.device}; move it first: model.to('cuda')")
+        _check_device(model)
         _base(model)
         from . import op_table
 
@@ -137,10 +141,14 @@ class CudaGraphRunner:
             self._graph(bucket)
         return self
 
-    @torch.inference_mode()
     def _graph(self, bucket):
-        if bucket in self._graphs:
-            return self._graphs[bucket]
+        if bucket not in self._graphs:
+            self._graphs[bucket] = self._capture(bucket)
+        return self._graphs[bucket]
+
+    @torch.inference_mode()
+    def _capture(self, bucket):
+        """(graph, static input_ids, static attention_mask, static outputs) for one bucket."""
         b, s = bucket
         device = self.model.device
         ids = torch.full((b, s), self._pad_id, dtype=torch.long, device=device)
@@ -156,8 +164,7 @@ class CudaGraphRunner:
         with torch.cuda.graph(graph, pool=self._pool):
             out = static_forward(self.model, ids, mask, self.table)
         self._pool = graph.pool()
-        self._graphs[bucket] = (graph, ids, mask, out)
-        return self._graphs[bucket]
+        return graph, ids, mask, out
 
     def _eager(self, input_ids, attention_mask, why):
         if not self._warned:

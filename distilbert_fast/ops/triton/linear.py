@@ -117,10 +117,12 @@ def _config(M: int, N: int, K: int, dtype: torch.dtype) -> dict:
             return dict(BLOCK_M=max(16, min(64, next_pow2(M))), BLOCK_N=64, BLOCK_K=32, GROUP_M=8,
                         num_warps=4, num_stages=4)
         return dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)
-    if M <= 64:  # latency / weight-streaming bound: narrow N tiles -> more CTAs reading W in parallel
+    if M <= 64:  # weight-streaming bound: narrow N tiles -> more CTAs reading W in parallel
         return dict(BLOCK_M=max(16, min(64, next_pow2(M))), BLOCK_N=32 if N <= 1024 else 64, BLOCK_K=128,
                     GROUP_M=8, num_warps=4, num_stages=4)
-    if M <= 512:
+    if M <= 256:  # still below the ridge point (~600 tokens): favour CTA count over tile reuse
+        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4)
+    if M <= 1024:
         return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4)
     return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
 
