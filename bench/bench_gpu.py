@@ -60,7 +60,8 @@ class Timer:
             return common.median(samples)
         import triton.testing
 
-        return float(triton.testing.do_bench(fn, warmup=self.warmup_ms, rep=self.rep_ms, return_mode="median"))
+        ms = triton.testing.do_bench(fn, warmup=self.warmup_ms, rep=self.rep_ms, return_mode="median")
+        return float(ms)
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -136,15 +137,16 @@ def op_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[d
             layout = Layout.packed_from_mask(B, S, mask, device)
             q, k, v = layout.pack(qkv_pad.view(B, S, 3 * D)).chunk(3, dim=1)  # strided views, as in the model
             ours = lambda: T.attention(q, k, v, layout, H, None, 0.0, False)[0]  # noqa: E731
-            qh, kh, vh = (t.view(B, S, H, hd).transpose(1, 2) for t in qkv_pad.view(B, S, 3 * D).chunk(3, dim=-1))
-            bias = torch.zeros(B, 1, 1, S, device=device, dtype=dtype).masked_fill(mask[:, None, None, :] == 0,
-                                                                                   torch.finfo(dtype).min)
+            qh, kh, vh = (t.view(B, S, H, hd).transpose(1, 2)
+                          for t in qkv_pad.view(B, S, 3 * D).chunk(3, dim=-1))
+            bias = torch.zeros(B, 1, 1, S, device=device, dtype=dtype)
+            bias = bias.masked_fill(mask[:, None, None, :] == 0, torch.finfo(dtype).min)
             ref = lambda: F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias)  # noqa: E731
             expected = ref().transpose(1, 2).reshape(B * S, D)[mask.reshape(-1).bool()]
             flops = 4 * sum(L * L for L in lengths) * D  # useful work: QK^T and PV on real tokens only
             nbytes = 4 * sum(lengths) * D * es
-            record(label, f"B={B} S={S} real={sum(lengths)}", timer(ours), timer(ref), flops=flops, nbytes=nbytes,
-                   diff=max_diff(ours(), expected), ref_name="sdpa (padded)")
+            record(label, f"B={B} S={S} real={sum(lengths)}", timer(ours), timer(ref), flops=flops,
+                   nbytes=nbytes, diff=max_diff(ours(), expected), ref_name="sdpa (padded)")
     return rows
 
 
@@ -214,14 +216,13 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
             log(f"[setup] {key} unavailable: {errors[key]}")
 
     dname = str(dtype).replace("torch.", "")
-    add(f"hf-eager {dname}", lambda: (lambda m: lambda ids, mask: m(ids, attention_mask=mask).last_hidden_state)(
-        hf("eager", dtype)))
-    add(f"hf-sdpa {dname}", lambda: (lambda m: lambda ids, mask: m(ids, attention_mask=mask).last_hidden_state)(
-        hf("sdpa", dtype)))
+    def hidden_of(m):
+        return lambda ids, mask: m(ids, attention_mask=mask).last_hidden_state
+
+    add(f"hf-eager {dname}", lambda: hidden_of(hf("eager", dtype)))
+    add(f"hf-sdpa {dname}", lambda: hidden_of(hf("sdpa", dtype)))
     if not args.no_compile and not args.smoke:
-        add(f"hf-sdpa {dname} + torch.compile",
-            lambda: (lambda m: lambda ids, mask: m(ids, attention_mask=mask).last_hidden_state)(
-                torch.compile(hf("sdpa", dtype))))
+        add(f"hf-sdpa {dname} + torch.compile", lambda: hidden_of(torch.compile(hf("sdpa", dtype))))
 
     def ours():
         m = dbf.DistilBertModel.from_pretrained(model_dir, backend="torch", dtype=dtype).to(device).eval()
@@ -234,14 +235,11 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
                     sub.ops = table
         return m
 
-    add(f"distilbert_fast triton {dname}",
-        lambda: (lambda m: lambda ids, mask: m(ids, attention_mask=mask).last_hidden_state)(ours()))
+    add(f"distilbert_fast triton {dname}", lambda: hidden_of(ours()))
     if not args.smoke:
-        S = 128
-        buckets = sorted({(ids.shape[0], S) for ids, _ in wls.values()})
+        buckets = sorted({tuple(ids.shape) for ids, _ in wls.values()})
         add(f"distilbert_fast triton {dname} + CUDA graphs",
-            lambda: (lambda r: lambda ids, mask: r(ids, mask).last_hidden_state)(
-                T.CudaGraphRunner(ours(), buckets=buckets)))
+            lambda: hidden_of(T.CudaGraphRunner(ours(), buckets=buckets)))
 
     rows = []
     with torch.inference_mode():
@@ -261,8 +259,8 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
                     continue
                 cos = F.cosine_similarity(got, expected, dim=-1).min().item()
                 row = {"workload": wname, "engine": key, "batch": tuple(ids.shape), "real_tokens": n_real,
-                       "ms": ms, "tokens_per_s": n_real / (ms * 1e-3), "max_abs_diff": max_diff(got, expected),
-                       "min_cosine": cos}
+                       "ms": ms, "tokens_per_s": n_real / (ms * 1e-3),
+                       "max_abs_diff": max_diff(got, expected), "min_cosine": cos}
                 rows.append(row)
                 log(f"  {wname:<7} {key:<45} {ms:9.3f} ms  {row['tokens_per_s']:>12,.0f} tok/s  "
                     f"diff {row['max_abs_diff']:.2e}  cos {cos:.5f}")
@@ -278,7 +276,8 @@ def render(op_rows, e2e_rows, meta) -> str:
     f = lambda x, p=3: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
     out = [f"# Triton backend on {meta['device']} ({meta['dtype']})", "",
            f"torch {meta['versions'].get('torch')}, triton {meta['versions'].get('triton')}, "
-           f"transformers {meta['versions'].get('transformers')}; git {meta.get('git_sha')}; {meta['date']}", ""]
+           f"transformers {meta['versions'].get('transformers')}; git {meta.get('git_sha')}; "
+           f"{meta['date']}", ""]
     if op_rows:
         out += ["## Ops (median of triton.testing.do_bench)", "",
                 common.markdown_table(
@@ -286,15 +285,17 @@ def render(op_rows, e2e_rows, meta) -> str:
                      "triton GB/s", "torch GB/s", "max |diff|", "torch reference"],
                     [[r["op"], r["shape"], f(r["triton_ms"], 4), f(r["torch_ms"], 4), f(r["speedup"], 2),
                       f(r.get("triton_tflops"), 1), f(r.get("torch_tflops"), 1), f(r.get("triton_gbps"), 0),
-                      f(r.get("torch_gbps"), 0), f"{r['max_abs_diff']:.1e}", r["reference"]] for r in op_rows],
+                      f(r.get("torch_gbps"), 0), f"{r['max_abs_diff']:.1e}", r["reference"]]
+                     for r in op_rows],
                     align="llrrrrrrrrl"), ""]
     if e2e_rows:
         ok = [r for r in e2e_rows if "error" not in r]
         out += ["## End to end (real tokens / s; diff vs HF sdpa fp32 on real tokens)", "",
-                common.markdown_table(["workload", "engine", "batch", "ms", "tokens/s", "max |diff|", "min cos"],
-                                      [[r["workload"], r["engine"], "x".join(map(str, r["batch"])), f(r["ms"]),
-                                        common.fmt_rate(r["tokens_per_s"]), f"{r['max_abs_diff']:.1e}",
-                                        f(r["min_cosine"], 5)] for r in ok], align="lllrrrr"), ""]
+                common.markdown_table(
+                    ["workload", "engine", "batch", "ms", "tokens/s", "max |diff|", "min cos"],
+                    [[r["workload"], r["engine"], "x".join(map(str, r["batch"])), f(r["ms"]),
+                      common.fmt_rate(r["tokens_per_s"]), f"{r['max_abs_diff']:.1e}", f(r["min_cosine"], 5)]
+                     for r in ok], align="lllrrrr"), ""]
         for r in e2e_rows:
             if "error" in r:
                 out.append(f"- {r['engine']}: {r['error']}")
@@ -304,11 +305,13 @@ def render(op_rows, e2e_rows, meta) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", choices=list(DTYPES), default="float16")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile engine (slow to compile)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the torch.compile engine (slow to compile)")
     p.add_argument("--ops-only", action="store_true")
     p.add_argument("--e2e-only", action="store_true")
     p.add_argument("--smoke", action="store_true",
-                   help="tiny shapes and a wall-clock timer; runs on CPU under TRITON_INTERPRET=1 (code-path check)")
+                   help="tiny shapes and a wall-clock timer; runs on CPU under TRITON_INTERPRET=1 "
+                        "(code-path check)")
     p.add_argument("--json", default=None, help="default bench/_work/gpu_results[.smoke].json")
     p.add_argument("--output", default=None, help="also write the markdown report here")
     p.add_argument("--verbose", action="store_true")

@@ -7,6 +7,8 @@
 #include <c10/util/string_view.h>
 
 #include <optional>
+#include <type_traits>
+#include <vector>
 
 #include "simd.h"
 
@@ -71,76 +73,72 @@ inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, at::internal::
 
 // ---- LayerNorm of one row ----------------------------------------------------------------------------
 
-// out = LayerNorm(a (+ b)) over D elements with affine w, bias. One pass over memory: the row (sum) lands
-// in the fp32 scratch `buf` (L1), then mean, a second pass over buf for the centred variance (exact
-// two-pass, no E[x^2]-E[x]^2 cancellation), then normalise + affine + store.
+// out = LayerNorm(a (+ b)) over D elements with affine w, bias, all in fp32. One pass over memory: the first
+// pass pulls the row(s) into L1 and sums them (into the fp32 scratch `buf` when there is an add or a
+// conversion to do; a plain fp32 row is simply re-read from L1, measured ~10% faster), the second computes
+// the centred variance from L1 (exact two-pass, no E[x^2]-E[x]^2 cancellation), the third normalises,
+// applies the affine and stores.
 template <typename T, typename P, bool HAS_B>
 DBF_INLINE void add_ln_row(const T* a, const T* b, int64_t D, const P* w, const P* bias, float eps, float* buf,
                            T* out) {
-  vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
-  int64_t i = 0;
+  constexpr bool kReread = std::is_same_v<T, float> && !HAS_B;
   auto ld = [&](int64_t j) {
     vf v = vload(a + j);
     if constexpr (HAS_B) v = vadd(v, vload(b + j));
+    if constexpr (!kReread) vstore(buf + j, v);
     return v;
   };
-  for (; i + 4 * W <= D; i += 4 * W) {
-    vf v0 = ld(i), v1 = ld(i + W), v2 = ld(i + 2 * W), v3 = ld(i + 3 * W);
-    vstore(buf + i, v0);
-    vstore(buf + i + W, v1);
-    vstore(buf + i + 2 * W, v2);
-    vstore(buf + i + 3 * W, v3);
-    s0 = vadd(s0, v0);
-    s1 = vadd(s1, v1);
-    s2 = vadd(s2, v2);
-    s3 = vadd(s3, v3);
+  const int64_t tail = D % W, Dv = D - tail;
+  const vmask mt = first_n(tail);
+
+  vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
+  int64_t i = 0;
+  for (; i + 4 * W <= Dv; i += 4 * W) {
+    s0 = vadd(s0, ld(i));
+    s1 = vadd(s1, ld(i + W));
+    s2 = vadd(s2, ld(i + 2 * W));
+    s3 = vadd(s3, ld(i + 3 * W));
   }
-  for (; i + W <= D; i += W) {
-    vf v = ld(i);
-    vstore(buf + i, v);
-    s0 = vadd(s0, v);
-  }
-  if (i < D) {
-    vmask m = first_n(D - i);
-    vf v = vload(a + i, m);
-    if constexpr (HAS_B) v = vadd(v, vload(b + i, m));
-    vstore(buf + i, v, m);
+  for (; i < Dv; i += W) s0 = vadd(s0, ld(i));
+  if (tail) {
+    vf v = vload(a + Dv, mt);
+    if constexpr (HAS_B) v = vadd(v, vload(b + Dv, mt));
+    if constexpr (!kReread) vstore(buf + Dv, v, mt);
     s1 = vadd(s1, v);
   }
   const float mean = hsum(vadd(vadd(s0, s1), vadd(s2, s3))) / static_cast<float>(D);
   const vf vmean = vset1(mean);
+  const float* src;
+  if constexpr (kReread) src = a; else src = buf;
 
   s0 = s1 = s2 = s3 = vzero();
   i = 0;
-  for (; i + 4 * W <= D; i += 4 * W) {
-    vf d0 = vsub(vload(buf + i), vmean), d1 = vsub(vload(buf + i + W), vmean);
-    vf d2 = vsub(vload(buf + i + 2 * W), vmean), d3 = vsub(vload(buf + i + 3 * W), vmean);
+  for (; i + 4 * W <= Dv; i += 4 * W) {
+    vf d0 = vsub(vload(src + i), vmean), d1 = vsub(vload(src + i + W), vmean);
+    vf d2 = vsub(vload(src + i + 2 * W), vmean), d3 = vsub(vload(src + i + 3 * W), vmean);
     s0 = vfma(d0, d0, s0);
     s1 = vfma(d1, d1, s1);
     s2 = vfma(d2, d2, s2);
     s3 = vfma(d3, d3, s3);
   }
-  for (; i + W <= D; i += W) {
-    vf d = vsub(vload(buf + i), vmean);
+  for (; i < Dv; i += W) {
+    vf d = vsub(vload(src + i), vmean);
     s0 = vfma(d, d, s0);
   }
-  if (i < D) {
-    vmask m = first_n(D - i);
-    vf d = vsub_z(vload(buf + i, m), vmean, m);
+  if (tail) {
+    vf d = vsub_z(vload(src + Dv, mt), vmean, mt);
     s1 = vfma(d, d, s1);
   }
   const float var = hsum(vadd(vadd(s0, s1), vadd(s2, s3))) / static_cast<float>(D);
   const vf vrstd = vset1(1.0f / std::sqrt(var + eps));
 
-  i = 0;
-  for (; i + W <= D; i += W) {
-    vf y = vmul(vsub(vload(buf + i), vmean), vrstd);
+  for (i = 0; i < Dv; i += W) {
+    vf y = vmul(vsub(vload(src + i), vmean), vrstd);
     vstore(out + i, vfma(y, vload(w + i), vload(bias + i)));
   }
-  if (i < D) {
-    vmask m = first_n(D - i);
-    vf y = vmul(vsub(vload(buf + i, m), vmean), vrstd);
-    vstore(out + i, vfma(y, vload(w + i, m), vload(bias + i, m)), m);
+  if (tail) {
+    vf y = vmul(vsub(vload(src + Dv, mt), vmean), vrstd);
+    vstore(out + Dv, vfma(y, vload(w + Dv, mt), vload(bias + Dv, mt)), mt);
   }
 }
 

@@ -1,7 +1,5 @@
 // embeddings: y[n] = LayerNorm(word_weight[input_ids[n]] + pos_weight[position_ids[n]]), one pass per row
 // (gather, add, fp32 statistics, affine, store). kernel -> launcher -> registered in ops.cpp.
-#include <vector>
-
 #include "common.h"
 
 namespace dbf {

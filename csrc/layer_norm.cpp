@@ -1,7 +1,5 @@
 // add_layer_norm: y = LayerNorm(x + residual) (or LayerNorm(x)) over the last dim, fp32 statistics.
 // kernel (add_ln_row in common.h) -> launcher (row-parallel) -> registered in ops.cpp.
-#include <vector>
-
 #include "common.h"
 
 namespace dbf {

@@ -190,11 +190,22 @@ class DistilBertPreTrainedModel(nn.Module):
         return self.ops.name
 
     def set_backend(self, backend: str | None) -> "DistilBertPreTrainedModel":
-        table = ops_mod.resolve_backend(backend)
+        table = ops_mod.resolve_backend(backend, self._device_or_none())
         for m in self.modules():
             if isinstance(m, DistilBertPreTrainedModel):
-                m.ops = table
+                m._backend_request, m.ops = backend, table
         return self
+
+    def _device_or_none(self):
+        p = next(self.parameters(), None)
+        return None if p is None else p.device
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda()/.cpu() land here: an "auto" backend follows the device (triton on CUDA, cpp on CPU).
+        out = super()._apply(fn, *args, **kwargs)
+        if self._backend_request in (None, "auto"):
+            self.ops = ops_mod.resolve_backend(self._backend_request, self._device_or_none())
+        return out
 
     def prepare_for_inference(self) -> "DistilBertPreTrainedModel":
         """eval() and build the backend's per-weight state now (e.g. oneDNN-prepacked GEMM weights) instead

@@ -104,7 +104,8 @@ def test_triton_equals_reference_fp32(class_name, cfg, tmp_path):
 
 @pytest.mark.parametrize("activation", ["relu", "silu"])
 def test_triton_other_activations_and_sinusoidal(activation, tmp_path):
-    ref, fast, calls = pair("DistilBertForMaskedLM", tmp_path, activation=activation, sinusoidal_pos_embds=True)
+    ref, fast, calls = pair("DistilBertForMaskedLM", tmp_path, activation=activation,
+                            sinusoidal_pos_embds=True)
     ids, mask = make_inputs("DistilBertForMaskedLM", 2, 11, seed=1)
     with torch.inference_mode():
         compare(fast(ids, attention_mask=mask), ref(ids, attention_mask=mask), mask, 1e-4, activation)
@@ -122,7 +123,8 @@ def test_triton_single_token_no_mask_head_mask_and_inputs_embeds(tmp_path):
                      ref(ids, attention_mask=mask, head_mask=hm)[0][mask.bool()], rel=1e-4, what="head_mask")
         embeds = torch.randn(3, 17, 64, device=DEVICE)
         assert_close(fast(inputs_embeds=embeds, attention_mask=mask)[0][mask.bool()],
-                     ref(inputs_embeds=embeds, attention_mask=mask)[0][mask.bool()], rel=1e-4, what="inputs_embeds")
+                     ref(inputs_embeds=embeds, attention_mask=mask)[0][mask.bool()], rel=1e-4,
+                     what="inputs_embeds")
     assert calls["embeddings"] == 3
 
 
@@ -194,7 +196,9 @@ def test_availability_flags_and_table():
         return
     # without CUDA and without the interpreter: importable, unavailable, clear errors
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import distilbert_fast.ops.triton as T; assert not T.AVAILABLE, T.IMPORT_ERROR; print(T.IMPORT_ERROR)\n"
+    code = ("import distilbert_fast.ops.triton as T\n"
+            "assert not T.AVAILABLE, T.IMPORT_ERROR\n"
+            "print(T.IMPORT_ERROR)\n"
             "try:\n    T.op_table()\nexcept RuntimeError as e:\n    print('raised:', e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

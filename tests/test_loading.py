@@ -14,6 +14,13 @@ from conftest import HEADS, assert_close, hf_model, small_config
 from distilbert_fast.checkpoint import CheckpointError
 from test_modeling import make_inputs
 
+
+@pytest.fixture(autouse=True)
+def _reference_backend(monkeypatch):
+    # This file pins down transformers-exact semantics (pad positions included) on the reference path;
+    # the fused backends are compared against it in test_backend_*.py.
+    monkeypatch.setenv("DISTILBERT_FAST_BACKEND", "torch")
+
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "A man is playing a guitar on stage.",

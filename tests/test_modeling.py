@@ -7,6 +7,14 @@ import torch
 import distilbert_fast as dbf
 from conftest import HEADS, assert_close, hf_model, small_config
 
+
+@pytest.fixture(autouse=True)
+def _reference_backend(monkeypatch):
+    # This file pins down transformers-exact semantics (pad positions included) on the reference path;
+    # the fused backends are compared against it in test_backend_*.py.
+    monkeypatch.setenv("DISTILBERT_FAST_BACKEND", "torch")
+
+
 CONFIGS = {
     "gelu": dict(activation="gelu"),
     "relu": dict(activation="relu", n_heads=2),

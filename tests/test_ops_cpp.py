@@ -225,6 +225,10 @@ def test_varlen_attention_edge_cases():
     out = cpp.varlen_attention(q * 100, k * 100, v, cu, 40, 2, 1.0)
     assert torch.isfinite(out).all()
     assert_close(out.double(), loop_reference(q * 100, k * 100, v, cu, 2, 1.0), rel=1e-5, what="large logits")
+    # longer than the 512 the model allows: still exact (scratch sized from the actual lengths)
+    q, k, v, cu = make_qkv([1000, 5], 1, 64, torch.float32, seed=3)
+    assert_close(cpp.varlen_attention(q, k, v, cu, 1000, 1, 0.125).double(), loop_reference(q, k, v, cu, 1, 0.125),
+                 what="L=1000")
     # contiguous (non-fused) q, k, v and a larger max_seqlen than needed
     q, k, v, cu = make_qkv([31, 2], 2, 64, torch.float32, seed=2, fused=False)
     assert_close(cpp.varlen_attention(q, k, v, cu, 100, 2, 0.125).double(),

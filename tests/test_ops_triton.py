@@ -181,7 +181,8 @@ def test_linear_residual_no_bias_strided_and_small_blocks(dtype):
     b = randn(n, dtype=dtype, seed=3)
     r = randn(m, n, dtype=dtype, seed=4)
     expected = reference.linear(x.float(), w.float(), b.float(), "gelu") + r.float()
-    assert_close(T.linear_fused(x, w, b, "gelu", residual=r).float(), expected, rel=TOL[dtype], what="residual")
+    got = T.linear_fused(x, w, b, "gelu", residual=r)
+    assert_close(got.float(), expected, rel=TOL[dtype], what="residual")
     # 32-wide tiles: 3x3 programs (group swizzle, clamped tails), 3 K steps with a masked tail (80 % 32)
     cfg = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2)
     assert_close(T.linear_fused(x, w, b, "gelu", residual=r, config=cfg).float(), expected, rel=TOL[dtype],
@@ -292,7 +293,8 @@ def test_embeddings(dtype, dim):
         assert_close(got.float(), expected, rel=TOL[dtype], what=f"emb ids {dtype} n={n}")
         embeds = randn(n, dim, dtype=dtype, seed=n)
         got = T.embeddings_rows(None, embeds, pids, word, pos, w, b)
-        expected = reference.embeddings(None, embeds.float(), pids, word.float(), pos.float(), w.float(), b.float())
+        expected = reference.embeddings(None, embeds.float(), pids, word.float(), pos.float(), w.float(),
+                                        b.float())
         assert_close(got.float(), expected, rel=TOL[dtype], what=f"emb inputs_embeds {dtype} n={n}")
 
 
@@ -306,8 +308,8 @@ def test_embeddings_op_entry_and_empty():
             p.copy_(torch.randn(p.shape))
     ids = torch.randint(0, 50, (23,)).to(DEVICE)
     pids = torch.arange(23).to(DEVICE)
-    expected = reference.embeddings(ids, None, pids, emb.word_embeddings.weight, emb.position_embeddings.weight,
-                                    emb.LayerNorm.weight, emb.LayerNorm.bias)
+    expected = reference.embeddings(ids, None, pids, emb.word_embeddings.weight,
+                                    emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias)
     with torch.inference_mode():
         assert_close(T.embeddings(emb, ids, None, pids), expected, rel=1e-4, what="op embeddings")
         assert T.embeddings(emb, ids[:0], None, pids[:0]).shape == (0, 24)
@@ -331,8 +333,8 @@ def test_ops_registered_with_fake_kernels():
         assert ops.varlen_attention(q, q, q, cu, 5, 2, 0.25, None, None).shape == (7, 32)
         assert ops.add_layer_norm(q, q, q[0], q[0], 1e-12).shape == (7, 32)
         ids = torch.empty(7, dtype=torch.long)
-        assert ops.embeddings(ids, None, ids, torch.empty(50, 32), torch.empty(9, 32), q[0], q[0], 1e-12).shape \
-            == (7, 32)
+        out = ops.embeddings(ids, None, ids, torch.empty(50, 32), torch.empty(9, 32), q[0], q[0], 1e-12)
+        assert out.shape == (7, 32)
 
 
 def test_torch_compile_traces_the_ops():
@@ -368,6 +370,8 @@ def test_kernels_compile_for_h100_without_spills():
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "distilbert_fast.ops.triton.compile_check",
-                           "--quick", "--arch", "90"], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0 and "compile check: OK" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
+    cmd = [sys.executable, "-W", "ignore", "-m", "distilbert_fast.ops.triton.compile_check", "--quick",
+           "--arch", "90"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and "compile check: OK" in proc.stdout, \
+        proc.stdout[-4000:] + proc.stderr[-4000:]

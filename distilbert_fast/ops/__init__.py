@@ -4,12 +4,12 @@ The model never branches on device or backend; it calls `model.ops.<op>(...)`. A
 explicit table below. Module-level ops (qkv, linear, the LayerNorms, embeddings) receive the nn.Module that
 owns the weights, so a backend can keep per-module prepared state (oneDNN-prepacked weights) next to it.
 
-  op              reference (torch)                      cpp (CPU fast path)
-  embeddings      gather + add + LayerNorm               fused C++ kernel
-  qkv             3 x F.linear                           1 prepacked oneDNN GEMM on [Wq; Wk; Wv]
-  linear          F.linear (+ activation)                prepacked oneDNN GEMM, activation as post-op
-  add_layer_norm  (x + r) then F.layer_norm              one-pass C++ kernel, fp32 statistics
-  attention       padded matmul/softmax/matmul           varlen C++ kernel on packed tokens
+  op              reference (torch)             cpp (CPU)                          triton (GPU)
+  embeddings      gather + add + LayerNorm      fused C++ kernel                   fused Triton kernel
+  qkv             3 x F.linear                  1 prepacked oneDNN GEMM [Wq;Wk;Wv] 1 Triton GEMM, cached [Wq;Wk;Wv]
+  linear          F.linear (+ activation)       oneDNN GEMM, activation post-op    Triton GEMM + epilogue
+  add_layer_norm  (x + r) then F.layer_norm     one-pass C++ kernel                one-pass Triton kernel
+  attention       padded matmul/softmax/matmul  varlen C++ kernel (packed)         varlen flash attention
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Callable
 from . import reference
 
 BACKEND_ENV = "DISTILBERT_FAST_BACKEND"
-BACKENDS = ("auto", "cpp", "torch")
+BACKENDS = ("auto", "cpp", "triton", "torch")
 
 
 @dataclass(frozen=True)
@@ -95,47 +95,91 @@ def _build_cpp_table() -> OpTable | None:
     )
 
 
+# --- triton table ---------------------------------------------------------------------------------------------
+def _build_triton_table() -> OpTable | None:
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("triton") is None:
+        _UNAVAILABLE["triton"] = "triton is not installed (pip install 'distilbert_fast[triton]')"
+        return None
+    # Importing triton on a CPU-only machine is pointless unless its interpreter was asked for.
+    if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1"):
+        _UNAVAILABLE["triton"] = "no CUDA device (TRITON_INTERPRET=1 runs the Triton kernels on CPU, slowly)"
+        return None
+    from . import triton as T
+
+    if not T.AVAILABLE:
+        _UNAVAILABLE["triton"] = T.IMPORT_ERROR or "unavailable"
+        return None
+    return OpTable(name="triton", packed=True, embeddings=T.embeddings, qkv=T.qkv, linear=T.linear,
+                   add_layer_norm=T.add_layer_norm, layer_norm=T.layer_norm, attention=T.attention)
+
+
 _TABLES: dict[str, OpTable] = {"torch": TORCH}
 _UNAVAILABLE: dict[str, str] = {}
-try:
-    _cpp = _build_cpp_table()
-    if _cpp is not None:
-        _TABLES["cpp"] = _cpp
-    else:
-        from . import cpp as _cpp_mod
-
-        _UNAVAILABLE["cpp"] = _cpp_mod.IMPORT_ERROR or "oneDNN (torch.backends.mkldnn) is not available"
-except Exception as e:  # a broken build must not break the pure-PyTorch path
-    _UNAVAILABLE["cpp"] = f"{type(e).__name__}: {e}"
+_BUILDERS = {"cpp": _build_cpp_table, "triton": _build_triton_table}
 _warned_fallback = False
+
+
+def _table(name: str) -> OpTable | None:
+    """The op table for `name`, built on first use. A backend found unavailable is re-checked on later
+    calls only for triton, whose availability depends on TRITON_INTERPRET / CUDA at call time."""
+    if name in _TABLES:
+        return _TABLES[name]
+    if name in _UNAVAILABLE and name != "triton":
+        return None
+    try:
+        table = _BUILDERS[name]()
+        if table is None and name == "cpp":
+            from . import cpp as _cpp_mod
+
+            _UNAVAILABLE["cpp"] = _cpp_mod.IMPORT_ERROR or "oneDNN (torch.backends.mkldnn) is not available"
+    except Exception as e:  # a broken build must not break the pure-PyTorch path
+        table, _UNAVAILABLE[name] = None, f"{type(e).__name__}: {e}"
+    if table is not None:
+        _TABLES[name] = table
+        _UNAVAILABLE.pop(name, None)
+    return table
 
 
 def available_backends() -> list[str]:
     """Backends that can run in this process, fastest first; "torch" is always there."""
-    return [name for name in ("cpp", "torch") if name in _TABLES]
+    return [name for name in ("triton", "cpp", "torch") if _table(name) is not None]
 
 
-def resolve_backend(backend: str | None = None) -> OpTable:
-    """Turn a backend request ("auto" | "cpp" | "torch", or None = env DISTILBERT_FAST_BACKEND or "auto")
-    into an op table. An explicit request that cannot run raises; auto picks the fastest available and
-    warns once when it had to fall back to the pure-PyTorch path."""
+_HOW_TO_GET = {
+    "cpp": "Build the C++ extension with `pip install --no-build-isolation -e .` (needs a C++ compiler and torch).",
+    "triton": "Install triton and run on CUDA tensors (or set TRITON_INTERPRET=1 to run the kernels on CPU).",
+}
+
+
+def resolve_backend(backend: str | None = None, device=None) -> OpTable:
+    """Turn a backend request ("auto" | "cpp" | "triton" | "torch", or None = env DISTILBERT_FAST_BACKEND or
+    "auto") into an op table. An explicit request that cannot run raises. auto picks by device: triton for
+    CUDA tensors, cpp for CPU tensors (never the slow Triton interpreter), and warns once when it had to
+    fall back to the pure-PyTorch path."""
     global _warned_fallback
     requested = backend if backend is not None else os.environ.get(BACKEND_ENV, "auto")
     if not isinstance(requested, str) or requested not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {requested!r}"
                          + (f" (from ${BACKEND_ENV})" if backend is None else ""))
     if requested == "auto":
-        best = available_backends()[0]
-        if best == "torch" and "cpp" in _UNAVAILABLE and not _warned_fallback:
+        on_cuda = device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
+        candidates = ("triton",) if on_cuda else ("cpp",)
+        best = next((n for n in candidates if _table(n) is not None), "torch")
+        if best == "torch" and candidates[0] in _UNAVAILABLE and not _warned_fallback:
             _warned_fallback = True
-            warnings.warn(f"distilbert_fast: the C++ backend is unavailable ({_UNAVAILABLE['cpp']}); "
+            kind = "C++" if candidates[0] == "cpp" else "Triton"
+            warnings.warn(f"distilbert_fast: the {kind} backend is unavailable ({_UNAVAILABLE[candidates[0]]}); "
                           "running the pure-PyTorch path", RuntimeWarning, stacklevel=3)
         return _TABLES[best]
-    if requested not in _TABLES:
+    if _table(requested) is None:
         why = _UNAVAILABLE.get(requested, "not built")
+        how = _HOW_TO_GET[requested]
         raise RuntimeError(f"backend={requested!r} was requested but is unavailable: {why}. "
-                           f"Available backends: {available_backends()}. Build the extension with "
-                           "`pip install --no-build-isolation -e .` (needs a C++ compiler and torch).")
+                           f"Available backends: {available_backends()}. {how}")
     return _TABLES[requested]
 
 

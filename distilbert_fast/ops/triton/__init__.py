@@ -11,8 +11,8 @@
 `AVAILABLE`: triton imports and there is somewhere to run it: a CUDA device, or TRITON_INTERPRET=1 (Triton's
 numpy interpreter, which runs the same kernels on CPU tensors; that is how the tests prove them).
 `IMPORT_ERROR` says why not (None when available). Every op is also registered with torch.library under
-`torch.ops.distilbert_fast_triton.*` with a fake kernel, which is what torch.compile traces; eager calls launch
-the kernels directly (the custom-op dispatcher would cost more than a small-batch kernel).
+`torch.ops.distilbert_fast_triton.*` with a fake kernel, which is what torch.compile traces; eager calls
+launch the kernels directly (the custom-op dispatcher would cost more than a small-batch kernel).
 
 `CudaGraphRunner` (cuda_graphs.py) captures the whole forward per (batch, seq) bucket and replays it.
 """

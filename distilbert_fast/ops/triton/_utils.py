@@ -22,8 +22,9 @@ def next_pow2(n: int) -> int:
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """input_precision for tl.dot. fp32 inputs follow torch's own TF32 switch (off by default, which is what
-    transformers' fp32 reference computes), so fp32 results match F.linear to ~1e-6; 16-bit inputs ignore it."""
+    """input_precision for tl.dot. fp32 inputs follow torch's own TF32 switch (off by default, which is
+    what transformers' fp32 reference computes), so fp32 results match F.linear to ~1e-6; 16-bit inputs
+    ignore it."""
     if dtype == torch.float32 and not (torch.cuda.is_available() and torch.backends.cuda.matmul.allow_tf32):
         return "ieee"
     return "tf32"

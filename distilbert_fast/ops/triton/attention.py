@@ -21,6 +21,8 @@ slot is a row, right padding masked through seqused), so one captured graph serv
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -30,12 +32,12 @@ from ._utils import INTERPRET, check_rows, dot_precision, next_pow2, upcast_dot
 LOG2E = 1.4426950408889634
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # kernel
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @triton.jit
 def _varlen_attn_fwd_kernel(
-    Q, K, V, O, CU_SEQLENS, SEQUSED, HEAD_MASK,
+    Q, K, V, OUT, CU_SEQLENS, SEQUSED, HEAD_MASK,
     stride_q, stride_k, stride_v, stride_o,
     qk_scale,  # softmax scale * log2(e)
     head_dim,
@@ -101,17 +103,23 @@ def _varlen_attn_fwd_kernel(
     if HAS_HEAD_MASK:
         inv_l = inv_l * tl.load(HEAD_MASK + head).to(tl.float32)
     out = acc * inv_l[:, None]
-    tl.store(O + q_rows[:, None] * stride_o + col0 + offs_d[None, :], out.to(O.dtype.element_ty),
+    tl.store(OUT + q_rows[:, None] * stride_o + col0 + offs_d[None, :], out.to(OUT.dtype.element_ty),
              mask=m_valid[:, None] & d_valid[None, :])
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # launcher
-# --------------------------------------------------------------------------------------------------------------
-_NUM_SMS = 132  # H100 SXM; only used to pick the query-block size for small batches
+# ----------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _num_sms(device_index: int | None) -> int:
+    """SM count (132 on an H100 SXM); only used to pick the query-block size for small batches."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(device_index or 0).multi_processor_count
+    return 132
 
 
-def _config(batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: torch.dtype) -> dict:
+def _config(batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: torch.dtype,
+            num_sms: int = 132) -> dict:
     """Fixed block config per bucket (no autotuning). See docs/triton_design.md."""
     block_d = max(16, next_pow2(head_dim))
     if INTERPRET:
@@ -120,7 +128,7 @@ def _config(batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: tor
         return dict(BLOCK_M=b, BLOCK_N=b, BLOCK_D=block_d, num_warps=4, num_stages=1)
     # GPU. 128-row query tiles halve K/V re-reads and suit the tensor cores, but a 1x128 batch would then
     # give only n_heads programs on a 132-SM part: drop to 64-row tiles when the grid would be under 2 waves.
-    block_m = 128 if batch * n_heads * triton.cdiv(max_seqlen, 128) >= 2 * _NUM_SMS else 64
+    block_m = 128 if batch * n_heads * triton.cdiv(max_seqlen, 128) >= 2 * num_sms else 64
     if max_seqlen <= 64:
         block_m = 64 if max_seqlen > 32 else 32
     if dtype == torch.float32:
@@ -167,7 +175,8 @@ def _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused,
             raise ValueError(f"varlen_attention: head_mask must have n_heads={n_heads} entries, "
                              f"got shape {tuple(head_mask.shape)}")
         head_mask = head_mask.reshape(n_heads).to(device=q.device, dtype=torch.float32).contiguous()
-    cfg = _config(batch, n_heads, max_seqlen, head_dim, q.dtype)
+    num_sms = _num_sms(q.device.index) if q.device.type == "cuda" else 132
+    cfg = _config(batch, n_heads, max_seqlen, head_dim, q.dtype, num_sms)
     if block_m:
         cfg["BLOCK_M"] = block_m
     if block_n:
@@ -184,9 +193,9 @@ def _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused,
     return out
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # torch.library registration (torch.compile / export see one opaque op with a fake kernel)
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::varlen_attention", mutates_args=())
 def _varlen_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
                          max_seqlen: int, n_heads: int, scale: float, head_mask: torch.Tensor | None,
@@ -200,9 +209,9 @@ def _(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused):
     return q.new_empty(q.shape)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # public function
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
                      max_seqlen: int, n_heads: int, scale: float | None = None,
                      head_mask: torch.Tensor | None = None, seqused: torch.Tensor | None = None,
@@ -219,18 +228,19 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     return _launch(q, k, v, cu_seqlens, int(max_seqlen), n_heads, scale, head_mask, seqused, block_m, block_n)
 
 
-def attention(q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 0.0, need_weights: bool = False):
+def attention(q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 0.0,
+              need_weights: bool = False):
     """The op-table entry: (q, k, v, layout, n_heads, head_mask, dropout_p, need_weights) -> (ctx, None).
 
     layout must be packed (cu_seqlens, max_seqlen); an unmasked padded layout is accepted too (every sequence
     is S long). Dropout and attention probabilities are training / introspection features: the model runs the
     reference ops for those, so asking this inference kernel for them is an error."""
     if dropout_p > 0.0:
-        raise NotImplementedError("triton attention is inference-only: dropout_p must be 0 (the model runs the "
-                                  "reference ops in training mode)")
+        raise NotImplementedError("triton attention is inference-only: dropout_p must be 0 (the model runs "
+                                  "the reference ops in training mode)")
     if need_weights:
-        raise NotImplementedError("triton attention does not materialise attention probabilities (the model runs "
-                                  "the reference ops when output_attentions=True)")
+        raise NotImplementedError("triton attention does not materialise attention probabilities (the model "
+                                  "runs the reference ops when output_attentions=True)")
     seqused = getattr(layout, "seqused", None)  # cuda_graphs.StaticLayout: padded rows, right-padded keys
     if layout.packed or seqused is not None:
         cu, max_seqlen = layout.cu_seqlens, layout.max_seqlen

@@ -103,7 +103,7 @@ def _resource_usage(compiled) -> dict:
 
 
 def cases(quick: bool):
-    """(label, module, kernel name, thunk) for DistilBERT-base (D 768, 12 x 64, FFN 3072) and MiniLM widths."""
+    """(label, module, kernel name, thunk): DistilBERT-base (D 768, 12 x 64, FFN 3072) and MiniLM widths."""
     from . import _utils  # noqa: F401
     attn = sys.modules[__package__ + ".attention"]
     lin = sys.modules[__package__ + ".linear"]
@@ -143,8 +143,8 @@ def cases(quick: bool):
             ids = torch.empty(4096, dtype=torch.int64, **meta)
             table = torch.empty(30522, D, dtype=dt, **meta)
             out.append((f"embeddings {d} D={D}", emb, "_embeddings_kernel",
-                        lambda ids=ids, table=table, w=w: emb._launch(ids, None, ids, table, table[:512], w, w,
-                                                                      1e-12)))
+                        lambda ids=ids, table=table, w=w:
+                        emb._launch(ids, None, ids, table, table[:512], w, w, 1e-12)))
     return out
 
 
@@ -177,8 +177,9 @@ def run(archs=(90,), quick: bool = False, verbose: bool = True, only: str | None
                     problems.append(f"sm_{arch} {label}: register spills (stack {use.get('stack')}, "
                                     f"local {use.get('local')})")
                 if verbose:
-                    print(f"sm_{arch} {label:<45} shared {use['shared']:>6} B  regs {use.get('reg', '?'):>3}  "
-                          f"stack {use.get('stack', '?')}  grid {grid}  {cfg}", flush=True)
+                    print(f"sm_{arch} {label:<45} shared {use['shared']:>6} B  "
+                          f"regs {use.get('reg', '?'):>3}  stack {use.get('stack', '?')}  grid {grid}  {cfg}",
+                          flush=True)
     return problems
 
 

@@ -50,7 +50,8 @@ def _base(model):
     from distilbert_fast.modeling import DistilBertForMultipleChoice, DistilBertModel
 
     if isinstance(model, DistilBertForMultipleChoice):
-        raise NotImplementedError("CudaGraphRunner: DistilBertForMultipleChoice takes 3-D inputs; run it eagerly")
+        raise NotImplementedError("CudaGraphRunner: DistilBertForMultipleChoice takes 3-D inputs; "
+                                  "run it eagerly")
     return model if isinstance(model, DistilBertModel) else model.distilbert
 
 
@@ -99,7 +100,8 @@ def _check_device(model) -> None:
         raise RuntimeError("CudaGraphRunner needs a CUDA GPU (CUDA graphs capture GPU kernel launches); "
                            "torch.cuda.is_available() is False. Run the model eagerly on CPU instead.")
     if model.device.type != "cuda":
-        raise RuntimeError(f"CudaGraphRunner: the model is on {model.device}; move it first: model.to('cuda')")
+        raise RuntimeError(f"CudaGraphRunner: the model is on {model.device}; "
+                           "move it first: model.to('cuda')")
 
 
 class CudaGraphRunner:
@@ -108,9 +110,9 @@ class CudaGraphRunner:
         runner = CudaGraphRunner(model.cuda().half(), buckets=((1, 32), (1, 128), (8, 128)))
         out = runner(input_ids, attention_mask)   # same output type and values as model(...)
 
-    Inputs are padded up to the smallest bucket (batch, seq) that holds them; graphs are captured lazily on a
-    bucket's first use (or all at once with capture_all()) and share one memory pool. Outputs are fresh tensors
-    (cloned from the graph's static outputs). Not thread-safe: one runner per stream."""
+    Inputs are padded up to the smallest bucket (batch, seq) that holds them; graphs are captured lazily on
+    a bucket's first use (or all at once with capture_all()) and share one memory pool. Outputs are fresh
+    tensors (cloned from the graph's static outputs). Not thread-safe: one runner per stream."""
 
     def __init__(self, model, buckets=DEFAULT_BUCKETS, warmup: int = 2):
         _check_device(model)
@@ -120,7 +122,8 @@ class CudaGraphRunner:
         self.model = model.eval()
         self.table = op_table()
         max_pos = model.config.max_position_embeddings
-        self.buckets = sorted({(int(b), int(s)) for b, s in buckets if s <= max_pos}, key=lambda t: (t[0] * t[1], t))
+        self.buckets = sorted({(int(b), int(s)) for b, s in buckets if s <= max_pos},
+                              key=lambda t: (t[0] * t[1], t))
         if not self.buckets:
             raise ValueError(f"CudaGraphRunner: no usable bucket in {buckets} (seq must be <= {max_pos})")
         self.warmup = warmup

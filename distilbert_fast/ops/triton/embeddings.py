@@ -18,9 +18,9 @@ from ._utils import LAYER_NORM_EPS, check_rows
 from .layer_norm import _row_layer_norm, row_block_config
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # kernel
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @triton.jit
 def _embeddings_kernel(
     IDS, EMBEDS, POS_IDS, WORD, POS, LN_W, LN_B, Y,
@@ -44,9 +44,9 @@ def _embeddings_kernel(
     tl.store(Y + rows64[:, None] * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # launcher
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 def _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps):
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("embeddings: pass exactly one of input_ids or inputs_embeds")
@@ -80,13 +80,13 @@ def _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_
     return y
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # torch.library registration
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::embeddings", mutates_args=())
-def _embeddings_op(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, position_ids: torch.Tensor,
-                   word_weight: torch.Tensor, pos_weight: torch.Tensor, ln_weight: torch.Tensor,
-                   ln_bias: torch.Tensor, eps: float) -> torch.Tensor:
+def _embeddings_op(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                   position_ids: torch.Tensor, word_weight: torch.Tensor, pos_weight: torch.Tensor,
+                   ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float) -> torch.Tensor:
     return _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps)
 
 
@@ -97,9 +97,9 @@ def _(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight
                                 dtype=torch.promote_types(src.dtype, pos_weight.dtype))
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # public functions
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 def embeddings_rows(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias,
                     eps: float = LAYER_NORM_EPS) -> torch.Tensor:
     """LN(word_weight[input_ids] (or inputs_embeds) + pos_weight[position_ids]) -> (N, D)."""

@@ -18,9 +18,9 @@ from torch import nn
 from ._utils import INTERPRET, LAYER_NORM_EPS, check_rows, next_pow2
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # kernel
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @triton.jit
 def _row_layer_norm(x, mask, W, B, cols, col_valid, D, eps):
     """LayerNorm of the fp32 rows of x (BLOCK_R, BLOCK_D) over the first D columns."""
@@ -51,9 +51,9 @@ def _add_layer_norm_kernel(
     tl.store(Y + rows64[:, None] * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # launcher
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 def row_block_config(D: int) -> dict:
     """Rows per program and warps for a (rows, D) row-wise kernel (shared with embeddings.py)."""
     block_d = next_pow2(max(D, 16))
@@ -88,12 +88,12 @@ def _launch(x, residual, weight, bias, eps):
     return y
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # torch.library registration
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::add_layer_norm", mutates_args=())
-def _add_layer_norm_op(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
-                       eps: float) -> torch.Tensor:
+def _add_layer_norm_op(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
+                       bias: torch.Tensor, eps: float) -> torch.Tensor:
     return _launch(x, residual, weight, bias, eps)
 
 
@@ -104,11 +104,11 @@ def _(x, residual, weight, bias, eps):
     return x.new_empty(x.shape, dtype=dtype)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # public functions
-# --------------------------------------------------------------------------------------------------------------
-def add_layer_norm_rows(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
-                        eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+# ----------------------------------------------------------------------------------------------------------
+def add_layer_norm_rows(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
+                        bias: torch.Tensor, eps: float = LAYER_NORM_EPS) -> torch.Tensor:
     """LayerNorm(x + residual) over the last dim (residual may be None). x: (..., D) -> (..., D)."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])

@@ -33,9 +33,9 @@ _SQRT_2_OVER_PI = 0.7978845608028654
 _INV_SQRT_2 = 0.7071067811865476
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # kernel
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @triton.jit
 def _apply_activation(x, ACT: tl.constexpr):
     if ACT == 1:  # "gelu": exact erf form
@@ -99,15 +99,16 @@ def _linear_kernel(
     acc = _apply_activation(acc, ACT)
     out_mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
     if HAS_RES:
-        acc += tl.load(RES + rows[:, None] * stride_rm + cols[None, :], mask=out_mask, other=0.0).to(tl.float32)
+        res = tl.load(RES + rows[:, None] * stride_rm + cols[None, :], mask=out_mask, other=0.0)
+        acc += res.to(tl.float32)
     tl.store(Y + rows[:, None] * stride_ym + cols[None, :], acc.to(Y.dtype.element_ty), mask=out_mask)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # launcher
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 def _config(M: int, N: int, K: int, dtype: torch.dtype) -> dict:
-    """Fixed block config per M bucket (DistilBERT's N, K are 768 / 2304 / 3072; see docs/triton_design.md)."""
+    """Fixed block config per M bucket (DistilBERT's N, K: 768 / 2304 / 3072; docs/triton_design.md)."""
     if INTERPRET:
         # numpy interpreter: few, large programs. Caps keep tails (masks, clamps) exercised on small tests.
         return dict(BLOCK_M=min(64, max(16, next_pow2(M))), BLOCK_N=min(128, max(16, next_pow2(N))),
@@ -161,9 +162,9 @@ def _launch(x, weight, bias, act, residual, config=None):
     return y.reshape(*lead, N)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # torch.library registration
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::linear", mutates_args=())
 def _linear_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: str | None,
                residual: torch.Tensor | None) -> torch.Tensor:
@@ -176,11 +177,12 @@ def _(x, weight, bias, act, residual):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # public functions
-# --------------------------------------------------------------------------------------------------------------
-def linear_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, act: str | None = None,
-                 residual: torch.Tensor | None = None, config: dict | None = None) -> torch.Tensor:
+# ----------------------------------------------------------------------------------------------------------
+def linear_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 act: str | None = None, residual: torch.Tensor | None = None,
+                 config: dict | None = None) -> torch.Tensor:
     """act(x @ weight.T + bias) + residual. x: (..., K), weight: (N, K) -> (..., N).
     config overrides block sizes (tests); None = the fixed table."""
     if torch.compiler.is_compiling() and not config:
@@ -199,7 +201,8 @@ def _key(linears) -> tuple:
                  for p in (lin.weight, lin.bias) if p is not None)
 
 
-def fused_qkv_weights(attn: nn.Module, attr: str = "_dbf_triton_qkv") -> tuple[torch.Tensor, torch.Tensor | None]:
+def fused_qkv_weights(attn: nn.Module,
+                      attr: str = "_dbf_triton_qkv") -> tuple[torch.Tensor, torch.Tensor | None]:
     """([Wq; Wk; Wv] (3D, D), [bq; bk; bv] (3D,) or None), cached on `attn`, rebuilt when a weight changed."""
     linears = (attn.q_lin, attn.k_lin, attn.v_lin)
     key = _key(linears)
@@ -207,7 +210,8 @@ def fused_qkv_weights(attn: nn.Module, attr: str = "_dbf_triton_qkv") -> tuple[t
     if cached is None or cached[0] != key:
         with torch.no_grad():
             w = torch.cat([lin.weight.detach() for lin in linears]).contiguous()
-            b = None if attn.q_lin.bias is None else torch.cat([lin.bias.detach() for lin in linears]).contiguous()
+            b = None if attn.q_lin.bias is None else \
+                torch.cat([lin.bias.detach() for lin in linears]).contiguous()
         cached = (key, (w, b))
         attn.__dict__[attr] = cached
     return cached[1]
