@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 install: $(VENV)/.installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install "$(TORCH_SPEC)" pytest "transformers>=4.45"
+	$(PIP) install "$(TORCH_SPEC)" pytest "transformers>=4.45" triton
 	touch $@
 
 demo: $(VENV)/.test-installed

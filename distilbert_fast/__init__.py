@@ -30,13 +30,17 @@ def __getattr__(name):
         from .tokenization import DistilBertTokenizer
 
         return DistilBertTokenizer
+    if name == "pipeline":
+        from .pipelines import pipeline
+
+        return pipeline
     raise AttributeError(f"module 'distilbert_fast' has no attribute {name!r}")
 
 
 __all__ = [
     "DistilBertConfig", "DistilBertModel", "DistilBertPreTrainedModel", "DistilBertForMaskedLM",
     "DistilBertForSequenceClassification", "DistilBertForMultipleChoice", "DistilBertForTokenClassification",
-    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "available_backends", "optimize", "ModelOutput",
+    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "available_backends", "optimize", "pipeline", "ModelOutput",
     "BaseModelOutput", "MaskedLMOutput", "SequenceClassifierOutput", "MultipleChoiceModelOutput",
     "TokenClassifierOutput", "QuestionAnsweringModelOutput", "__version__",
 ]

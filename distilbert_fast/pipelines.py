@@ -52,6 +52,15 @@ PROGRESS_THRESHOLD = 256
 _UNSET = object()  # "argument not given" where None is a meaningful value (text-classification top_k)
 
 
+class PipelineInputError(ValueError):
+    """One input of a call cannot be processed: `reason`, and `input_index` (0-based, in the call's list)."""
+
+    def __init__(self, reason: str, input_index: int):
+        super().__init__(f"{reason} (input {input_index})")
+        self.reason = reason
+        self.input_index = input_index
+
+
 # ----------------------------------------------------------------------------------------------------------
 # argument helpers
 # ----------------------------------------------------------------------------------------------------------
@@ -203,7 +212,8 @@ class Pipeline:
                     idx = order[b0:b0 + batch_size]
                     lengths = [len(sequences[i]) for i in idx]
                     if min(lengths) == 0:
-                        raise ValueError(f"{self.task}: an input tokenized to zero tokens")
+                        i = idx[lengths.index(0)]
+                        raise PipelineInputError(f"{self.task}: the input tokenized to zero tokens", i)
                     S = lengths[0]
                     ids = np.full((len(idx), S), pad_id, dtype=np.int64)
                     mask = np.zeros((len(idx), S), dtype=np.int64)
@@ -330,8 +340,8 @@ class TextClassificationPipeline(Pipeline):
                     raise ValueError(f"inputs: item {i}: text_pair must be a str, got {type(pair).__name__}")
                 batch.append((x["text"], pair) if pair else x["text"])
             else:
-                raise ValueError(f"inputs: text-classification takes a str or a {{'text', 'text_pair'}} dict; "
-                                 f"item {i} is {x!r:.80}")
+                raise ValueError(f"inputs: text-classification takes a str or a {{'text', 'text_pair'}} "
+                                 f"dict; item {i} is {x!r:.80}")
         if not batch:
             return []
         enc = self._tokenize(batch)
@@ -405,8 +415,8 @@ class FillMaskPipeline(Pipeline):
                                    "vocabulary. We cannot replace it with anything meaningful, ignoring it")
                     continue
                 id_ = input_ids[0]
-                logger.warning(f"The specified target token `{target}` does not exist in the model vocabulary. "
-                               f"Replacing with `{self.tokenizer.convert_ids_to_tokens(id_)}`.")
+                logger.warning(f"The specified target token `{target}` does not exist in the model "
+                               f"vocabulary. Replacing with `{self.tokenizer.convert_ids_to_tokens(id_)}`.")
             target_ids.append(id_)
         target_ids = list(set(target_ids))  # same order as transformers
         if len(target_ids) == 0:
@@ -428,8 +438,9 @@ class FillMaskPipeline(Pipeline):
         for i, ids in enumerate(sequences):
             pos = [j for j, t in enumerate(ids) if t == mask_id]
             if not pos:
-                raise ValueError(f"fill-mask: no mask_token ({self.tokenizer.mask_token}) found on input {i}"
-                                 f"{' (after truncation)' if len(ids) >= self.max_length else ''}")
+                raise PipelineInputError(
+                    f"fill-mask: no mask_token ({self.tokenizer.mask_token}) found on the input"
+                    f"{' (after truncation)' if len(ids) >= self.max_length else ''}", i)
             positions.append(pos)
         model = self.model
         ops = self._ops()
@@ -468,7 +479,8 @@ class FillMaskPipeline(Pipeline):
                 tokens[masked_index[i]] = p
                 tokens = tokens[np.where(tokens != pad)]
                 sequence = self.tokenizer.decode(tokens, skip_special_tokens=single_mask)
-                row.append({"score": v, "token": p, "token_str": self.tokenizer.decode([p]), "sequence": sequence})
+                row.append({"score": v, "token": p, "token_str": self.tokenizer.decode([p]),
+                            "sequence": sequence})
             result.append(row)
         return result[0] if single_mask else result
 
@@ -510,7 +522,8 @@ class TokenClassificationPipeline(Pipeline):
         if ignore_labels is None:
             ignore_labels = ["O"]
         elif isinstance(ignore_labels, str) or not isinstance(ignore_labels, (list, tuple, set)):
-            raise ValueError(f"token-classification: ignore_labels must be a list of labels, got {ignore_labels!r}")
+            raise ValueError(f"token-classification: ignore_labels must be a list of labels, got "
+                             f"{ignore_labels!r}")
         if not inputs:
             return []
         enc = self._tokenize(inputs, return_special_tokens_mask=True, return_offsets_mapping=True)
@@ -535,10 +548,12 @@ class TokenClassificationPipeline(Pipeline):
         return out
 
     def _word_aware(self) -> bool:
-        backend = getattr(self.tokenizer, "backend_tokenizer", None) or getattr(self.tokenizer, "_tokenizer", None)
+        tok = self.tokenizer
+        backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
         return bool(backend is not None and getattr(backend.model, "continuing_subword_prefix", None))
 
-    def _gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask, strategy):
+    def _gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
+                             strategy):
         pre_entities = []
         word_aware = self._word_aware()
         for idx, token_scores in enumerate(scores):
@@ -551,7 +566,8 @@ class TokenClassificationPipeline(Pipeline):
                 is_subword = len(word) != len(word_ref)
             else:
                 if strategy in ("first", "average", "max"):
-                    warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning)
+                    warnings.warn("Tokenizer does not support real words, using fallback heuristic",
+                                  UserWarning)
                 is_subword = start_ind > 0 and " " not in sentence[start_ind - 1:start_ind + 1]
             if int(input_ids[idx]) == self.tokenizer.unk_token_id:
                 word = word_ref
@@ -567,8 +583,9 @@ class TokenClassificationPipeline(Pipeline):
             for pre_entity in pre_entities:
                 entity_idx = pre_entity["scores"].argmax()
                 score = pre_entity["scores"][entity_idx]
-                entities.append({"entity": id2label[int(entity_idx)], "score": score, "index": pre_entity["index"],
-                                 "word": pre_entity["word"], "start": pre_entity["start"], "end": pre_entity["end"]})
+                entities.append({"entity": id2label[int(entity_idx)], "score": score,
+                                 "index": pre_entity["index"], "word": pre_entity["word"],
+                                 "start": pre_entity["start"], "end": pre_entity["end"]})
         else:
             entities = self._aggregate_words(pre_entities, strategy)
         if strategy == "none":
@@ -669,7 +686,8 @@ class FeatureExtractionPipeline(Pipeline):
         if isinstance(inputs, str):
             return self._results([inputs], params, engine)[0]
         if not isinstance(inputs, (list, tuple)):
-            raise ValueError(f"inputs: feature-extraction takes a str or a list of str, got {type(inputs).__name__}")
+            raise ValueError(f"inputs: feature-extraction takes a str or a list of str, got "
+                             f"{type(inputs).__name__}")
         return self._results(list(inputs), params, engine)
 
     def _results(self, inputs, params, engine):
@@ -692,9 +710,9 @@ class SentenceEmbeddingPipeline(Pipeline):
     """Sentence embeddings, the sentence-transformers recipe: mean of the last hidden state over the real
     tokens, then L2 normalisation (normalize=False to skip it).
 
-    A list of n texts returns an (n, dim) float32 torch tensor (return_tensors="np": numpy array); a single str
-    returns a (dim,) vector. Inputs are truncated to `max_length` tokens: by default the `max_seq_length` of a
-    sentence-transformers `sentence_bert_config.json` next to the checkpoint, else the model's limit.
+    A list of n texts returns an (n, dim) float32 torch tensor (return_tensors="np": numpy array); a single
+    str returns a (dim,) vector. Inputs are truncated to `max_length` tokens: by default the `max_seq_length`
+    of a sentence-transformers `sentence_bert_config.json` next to the checkpoint, else the model's limit.
     """
 
     task = "sentence-embeddings"
@@ -713,7 +731,8 @@ class SentenceEmbeddingPipeline(Pipeline):
         if isinstance(inputs, str):
             return self._results([inputs], params, engine)[0]
         if not isinstance(inputs, (list, tuple)):
-            raise ValueError(f"inputs: sentence-embeddings takes a str or a list of str, got {type(inputs).__name__}")
+            raise ValueError(f"inputs: sentence-embeddings takes a str or a list of str, got "
+                             f"{type(inputs).__name__}")
         return self._results(list(inputs), params, engine)
 
     def _results(self, inputs, params, engine):
@@ -839,8 +858,8 @@ class QuestionAnsweringPipeline(Pipeline):
     @staticmethod
     def _normalize(item) -> tuple[str, str]:
         if not isinstance(item, dict):
-            raise ValueError(f"inputs: question-answering takes {{'question': ..., 'context': ...}} dicts, got "
-                             f"{type(item).__name__}")
+            raise ValueError(f"inputs: question-answering takes {{'question': ..., 'context': ...}} dicts, "
+                             f"got {type(item).__name__}")
         for k in ("question", "context"):
             if k not in item:
                 raise ValueError(f"inputs: a dict with keys question and context is needed; {k!r} is missing")
@@ -879,8 +898,8 @@ class QuestionAnsweringPipeline(Pipeline):
                 raise ValueError("question/context: pass strings or lists of strings")
         else:
             missing = [k for k in ("question", "context") if k not in kwargs]
-            raise ValueError(f"question-answering needs question= and context= (missing: {', '.join(missing)}), "
-                             "or a {'question', 'context'} dict, or a list of them")
+            raise ValueError(f"question-answering needs question= and context= (missing: "
+                             f"{', '.join(missing)}), or a {'question', 'context'} dict, or a list of them")
         if isinstance(inputs, dict):
             inputs = [inputs]
         elif isinstance(inputs, (list, tuple)):
@@ -899,7 +918,8 @@ class QuestionAnsweringPipeline(Pipeline):
                                                     self.task)
         p["align_to_words"] = _check_bool("align_to_words", p["align_to_words"], self.task)
         if p["padding"] not in (None, False, True, "do_not_pad", "longest", "max_length"):
-            raise ValueError(f"question-answering: padding must be a bool or a padding strategy, got {p['padding']!r}")
+            raise ValueError(f"question-answering: padding must be a bool or a padding strategy, got "
+                             f"{p['padding']!r}")
         if p["max_seq_len"] is None:
             p["max_seq_len"] = min(self.max_length, 384)
         else:
@@ -1031,12 +1051,14 @@ def resolve_task(task: Any) -> str:
         return TASK_ALIASES[task]
     if not isinstance(task, str) or task not in TASKS:
         aliases = ", ".join(f"{a} -> {t}" for a, t in TASK_ALIASES.items())
-        raise ValueError(f"task: unknown task {task!r}; supported tasks: {', '.join(TASKS)} (aliases: {aliases})")
+        raise ValueError(f"task: unknown task {task!r}; supported tasks: {', '.join(TASKS)} "
+                         f"(aliases: {aliases})")
     return task
 
 
-def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any = None, backend: str | None = None,
-             batch_size: int = 32, device: Any = None, progress: bool | None = None, **kwargs: Any) -> Pipeline:
+def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any = None,
+             backend: str | None = None, batch_size: int = 32, device: Any = None,
+             progress: bool | None = None, **kwargs: Any) -> Pipeline:
     """Build a pipeline for `task` on a distilbert_fast model.
 
     model: a checkpoint directory / Hugging Face cache repo id (loaded with the task's model class; BERT
@@ -1051,8 +1073,8 @@ def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any 
     _check_int("batch_size", batch_size, 1)
     _check_progress(progress)
     if model is None:
-        raise ValueError("model: pass a checkpoint directory, a Hugging Face cache repo id or a distilbert_fast "
-                         "model instance")
+        raise ValueError("model: pass a checkpoint directory, a Hugging Face cache repo id or a "
+                         "distilbert_fast model instance")
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         model = TASK_MODEL_CLASSES[task].from_pretrained(path, dtype=dtype, backend=backend)
@@ -1064,16 +1086,18 @@ def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any 
             if isinstance(dtype, str):
                 dtype = getattr(torch, dtype, dtype)
             if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-                raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got {dtype!r}")
+                raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got "
+                                 f"{dtype!r}")
             model.to(dtype=dtype)
         model.prepare_for_inference()
     else:
-        raise ValueError(f"model: expected a checkpoint path or a distilbert_fast model, got {type(model).__name__}")
+        raise ValueError(f"model: expected a checkpoint path or a distilbert_fast model, got "
+                         f"{type(model).__name__}")
 
     if tokenizer is None:
         if not path:
-            raise ValueError("tokenizer: the model instance has no name_or_path to load a tokenizer from; pass "
-                             "tokenizer=")
+            raise ValueError("tokenizer: the model instance has no name_or_path to load a tokenizer from; "
+                             "pass tokenizer=")
         tokenizer = path
     if isinstance(tokenizer, (str, os.PathLike)):
         from .tokenization import DistilBertTokenizer
@@ -1083,7 +1107,8 @@ def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any 
 
 
 __all__ = [
-    "pipeline", "Pipeline", "TextClassificationPipeline", "FillMaskPipeline", "QuestionAnsweringPipeline",
-    "TokenClassificationPipeline", "FeatureExtractionPipeline", "SentenceEmbeddingPipeline", "TASKS",
-    "TASK_ALIASES", "supported_tasks", "resolve_task",
+    "pipeline", "Pipeline", "PipelineInputError", "TextClassificationPipeline", "FillMaskPipeline",
+    "QuestionAnsweringPipeline", "TokenClassificationPipeline", "FeatureExtractionPipeline",
+    "SentenceEmbeddingPipeline", "TASKS", "TASK_ALIASES", "TASK_MODEL_CLASSES", "supported_tasks",
+    "resolve_task",
 ]

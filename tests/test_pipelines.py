@@ -46,7 +46,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tokenizers(minilm_dir):
-    return DistilBertTokenizer.from_pretrained(minilm_dir), transformers.DistilBertTokenizerFast.from_pretrained(minilm_dir)
+    ours = DistilBertTokenizer.from_pretrained(minilm_dir)
+    return ours, transformers.DistilBertTokenizerFast.from_pretrained(minilm_dir)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def assert_same(actual, expected, tol=2e-5, where="result"):
         for i, (a, e) in enumerate(zip(actual, expected)):
             assert_same(a, e, tol, f"{where}[{i}]")
     elif isinstance(expected, float):
-        assert isinstance(actual, float) and not isinstance(actual, bool), f"{where}: {actual!r} is not a float"
+        assert isinstance(actual, float), f"{where}: {actual!r} is not a float"
         assert abs(actual - expected) <= tol * max(1.0, abs(expected)), f"{where}: {actual} != {expected}"
     else:
         assert actual == expected and type(actual) is type(expected), f"{where}: {actual!r} != {expected!r}"
@@ -159,8 +160,8 @@ def test_token_classification_matches_transformers(tokenizers, saved):
     for strategy in ("none", "simple", "first", "average", "max"):
         assert_same(ours(TEXTS, aggregation_strategy=strategy), ref(TEXTS, aggregation_strategy=strategy),
                     where=strategy)
-        assert_same(ours(TEXTS[2], aggregation_strategy=strategy), ref(TEXTS[2], aggregation_strategy=strategy),
-                    where=strategy)
+        assert_same(ours(TEXTS[2], aggregation_strategy=strategy),
+                    ref(TEXTS[2], aggregation_strategy=strategy), where=strategy)
     for ignore in ([], ["O", "B-LOC"]):
         assert_same(ours(TEXTS[:3], ignore_labels=ignore, aggregation_strategy="simple"),
                     ref(TEXTS[:3], ignore_labels=ignore, aggregation_strategy="simple"))
@@ -293,13 +294,16 @@ def test_question_answering_matches_brute_force(qa_models, tokenizers):
     assert len(many) == 6
     check(q, LONG_CONTEXT, top_k=3, max_seq_len=128, doc_stride=40, handle_impossible_answer=True)
     impossible = check(q, SHORT_CONTEXT, top_k=200, handle_impossible_answer=True)
-    assert {"score", "start", "end", "answer"} == set(impossible[0]) and any(a["answer"] == "" for a in impossible)
+    assert list(impossible[0]) == ["score", "start", "end", "answer"]
+    assert any(a["answer"] == "" for a in impossible)
 
     # batched calls: several examples (different window counts) in one run, results in input order
-    examples = [{"question": q, "context": LONG_CONTEXT}, {"question": "Which city?", "context": SHORT_CONTEXT},
+    examples = [{"question": q, "context": LONG_CONTEXT},
+                {"question": "Which city?", "context": SHORT_CONTEXT},
                 {"question": "Who watched ships?", "context": LONG_CONTEXT[:700]}]
     got = qa(examples, max_seq_len=128, doc_stride=32)
-    want = [brute_force_qa(hf, htok, e["question"], e["context"], max_seq_len=128, doc_stride=32) for e in examples]
+    want = [brute_force_qa(hf, htok, e["question"], e["context"], max_seq_len=128, doc_stride=32)
+            for e in examples]
     assert_same(got, want, tol=1e-4)
     assert_same(qa(question=[e["question"] for e in examples], context=[e["context"] for e in examples],
                    max_seq_len=128, doc_stride=32), want, tol=1e-4)
