@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench fixtures clean
 
 # torch first, then the project without build isolation so setup.py builds the C++ extension against it.
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
@@ -35,6 +35,14 @@ test: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	$(PIP) install "$(TORCH_SPEC)" onnx onnxruntime onnxscript ctranslate2
 	$(PY) bench/bench_e2e.py
+
+# Golden outputs of the `adapters` library (tests/fixtures/adapters/, committed). It pins transformers 4.57, so it
+# gets a venv of its own; rerunning reproduces the committed files byte for byte.
+ADAPTERS_VENV ?= /tmp/adapters-venv
+fixtures:
+	test -x $(ADAPTERS_VENV)/bin/python || $(PYTHON) -m venv $(ADAPTERS_VENV)
+	$(ADAPTERS_VENV)/bin/pip install -q "$(TORCH_SPEC)" adapters==1.3.0
+	$(ADAPTERS_VENV)/bin/python tests/fixtures/make_adapter_fixtures.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info distilbert_fast/_C*.so

@@ -18,6 +18,13 @@
 
 #include "common.h"
 
+#if !DBF_AVX512
+// Scalar fallback only: GCC 12's loop vectorizer turns the j-loops of the W=1 micro-kernels below into
+// vector code that reads one row past the end of the probability / V buffers (seen with valgrind, and as a
+// segfault, at -O2 and -O3 for x86-64-v3 and native). The AVX-512 path is explicit intrinsics and unaffected.
+#pragma GCC optimize("no-tree-vectorize")
+#endif
+
 namespace dbf {
 namespace {
 

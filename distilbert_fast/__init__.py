@@ -9,6 +9,8 @@ from .modeling import (
     DistilBertModel,
     DistilBertPreTrainedModel,
 )
+from .adapters import Parallel, Stack
+from .heads import DistilBertAdapterModel, DistilBertModelWithHeads, MultiHeadOutput
 from .hf import optimize
 from .ops import available_backends
 from .outputs import (
@@ -43,4 +45,5 @@ __all__ = [
     "DistilBertForQuestionAnswering", "DistilBertTokenizer", "available_backends", "optimize", "pipeline", "ModelOutput",
     "BaseModelOutput", "MaskedLMOutput", "SequenceClassifierOutput", "MultipleChoiceModelOutput",
     "TokenClassifierOutput", "QuestionAnsweringModelOutput", "__version__",
+    "DistilBertModelWithHeads", "DistilBertAdapterModel", "MultiHeadOutput", "Stack", "Parallel",
 ]

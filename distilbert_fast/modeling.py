@@ -99,12 +99,21 @@ class TransformerBlock(nn.Module):
         self.ffn = FFN(config)
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
 
-    def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool):
+    def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool, adapters=None):
         # x: (N, D) -> (N, D); post-LayerNorm residual blocks, as in BERT.
+        # adapters: None on the plain path, or the call's bottleneck-adapter run (adapters.AdapterRun), which
+        # replaces each residual+LayerNorm by the adapter composition (for Parallel it may also replicate the
+        # rows: (N, D) -> (k*N, D)).
         a, probs = self.attention(ops, x, layout, head_mask, need_weights)
-        x = ops.add_layer_norm(self.sa_layer_norm, a, x)
+        if adapters is None:
+            x = ops.add_layer_norm(self.sa_layer_norm, a, x)
+        else:
+            x = adapters.attention_output(self, ops, a, x)
         f = self.ffn(ops, x)
-        x = ops.add_layer_norm(self.output_layer_norm, f, x)
+        if adapters is None:
+            x = ops.add_layer_norm(self.output_layer_norm, f, x)
+        else:
+            x = adapters.ffn_output(self, ops, f, x)
         return x, probs
 
 
@@ -315,8 +324,12 @@ class DistilBertModel(DistilBertPreTrainedModel):
                          f"got {tuple(head_mask.shape)}")
 
     def encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
-               head_mask=None, output_hidden_states=False, output_attentions=False) -> Encoded:
-        """Run embeddings + all layers. Returns token rows in the backend's layout (see Encoded)."""
+               head_mask=None, output_hidden_states=False, output_attentions=False, adapters=None) -> Encoded:
+        """Run embeddings + all layers. Returns token rows in the backend's layout (see Encoded).
+
+        adapters: an adapters.AdapterRun (bottleneck adapters + composition for this call) or None. A Parallel
+        composition replicates the batch at its first adapter layer; the returned rows and layout then hold
+        k copies of the batch, channel after channel."""
         B, S = self._check_inputs(input_ids, attention_mask, inputs_embeds, position_ids)
         head_masks = self._head_mask(head_mask)
         ops = self._ops_for_call(need_reference=output_attentions)
@@ -340,8 +353,12 @@ class DistilBertModel(DistilBertPreTrainedModel):
 
         all_hidden = [layout.unpack(x)] if output_hidden_states else None
         all_attn = [] if output_attentions else None
+        if adapters is not None:
+            adapters.start(layout)
         for block, hm in zip(self.transformer.layer, head_masks):
-            x, probs = block(ops, x, layout, hm, output_attentions)
+            x, probs = block(ops, x, layout, hm, output_attentions, adapters)
+            if adapters is not None:
+                layout = adapters.layout  # (k*B sequences once a Parallel composition replicated the batch)
             if output_hidden_states:
                 all_hidden.append(layout.unpack(x))
             if output_attentions:
