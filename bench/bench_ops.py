@@ -4,9 +4,10 @@ DistilBERT-base shapes: N = 4096 tokens, D = 768, FFN 3072, 12 heads x 64. Atten
 32 sequences of mixed lengths (the reference runs them padded to 128, as the torch backend does; the
 C++ op runs them packed) and 8 x 512. Median of several runs; GB/s (bytes that must move: inputs read
 once + output written once) for the memory-bound ops, GFLOP/s (4 * sum L^2 * D) for attention.
-Prints a markdown table.
+Prints a markdown table. Calls cpp.keep_freed_memory() first (glibc otherwise mmaps and page-faults every
+output above 32 MiB on every call, which hides the kernels; --default-malloc shows that cost).
 
-    python bench/bench_ops.py [--runs 20] [--dtype float32 bfloat16] [--threads N]
+    python bench/bench_ops.py [--runs 20] [--dtype float32 bfloat16] [--threads N] [--only OP ...]
 """
 from __future__ import annotations
 

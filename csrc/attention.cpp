@@ -12,7 +12,8 @@
 //   4. O (m x hd)       = P V: register tile of MR queries x DV head_dim-vectors, P^T broadcast, V rows
 //                          loaded (masked for a head_dim tail), scaled by head_mask[h] / rowsum at store.
 // Items are split over threads in contiguous runs of balanced cost (so a thread keeps one (s, h) for its
-// consecutive query blocks); all arithmetic is fp32. kernel -> launcher -> registered in ops.cpp.
+// consecutive query blocks; tiny problems stay on one thread), and each item software-prefetches the rows
+// of the next one. All arithmetic is fp32. kernel -> launcher -> registered in ops.cpp.
 #include <algorithm>
 #include <vector>
 

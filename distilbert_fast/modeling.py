@@ -221,6 +221,7 @@ class DistilBertPreTrainedModel(nn.Module):
         of on the first call. Called by from_pretrained; call it again after changing weights or dtype
         (or let the first call rebuild what is stale)."""
         self.eval()
+        self.ops.prepare()
         if self.ops.packed:
             L = min(2, self.config.max_position_embeddings)
             ids = torch.full((1, L), self.config.pad_token_id or 0, dtype=torch.long, device=self.device)

@@ -7,8 +7,6 @@ column views of a fused (N, 3D) QKV output, head masks with zeros, and argument 
 """
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -74,7 +72,7 @@ def test_layer_norm_large_mean_is_numerically_careful():
     assert_close(cpp.layer_norm(x, w, b).double(), ref, rel=1e-4, what="offset 300")
 
 
-# ---- bias_act ------------------------------------------------------------------------------------------------
+# ---- bias_act ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", cpp.ACTIVATIONS)
@@ -106,7 +104,7 @@ def test_bias_act_extremes_vs_float64(act):
         assert (out - R.gelu_new(x.double())).abs().max() > 1e-4
 
 
-# ---- embeddings ---------------------------------------------------------------------------------------------
+# ---- embeddings --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,d", [(0, 32), (1, 768), (50, 40), (300, 768)])
@@ -133,7 +131,7 @@ def test_embeddings_eps_and_boundary_ids():
                      R.embeddings(ids, None, pos, ww, pw, lw, lb, eps), what=f"eps={eps}")
 
 
-# ---- varlen_attention ---------------------------------------------------------------------------------------
+# ---- varlen_attention --------------------------------------------------------------------------------------
 
 def make_qkv(lens, n_heads, head_dim, dtype, seed, fused=True):
     g = torch.Generator().manual_seed(seed)
@@ -227,8 +225,8 @@ def test_varlen_attention_edge_cases():
     assert_close(out.double(), loop_reference(q * 100, k * 100, v, cu, 2, 1.0), rel=1e-5, what="large logits")
     # longer than the 512 the model allows: still exact (scratch sized from the actual lengths)
     q, k, v, cu = make_qkv([1000, 5], 1, 64, torch.float32, seed=3)
-    assert_close(cpp.varlen_attention(q, k, v, cu, 1000, 1, 0.125).double(), loop_reference(q, k, v, cu, 1, 0.125),
-                 what="L=1000")
+    assert_close(cpp.varlen_attention(q, k, v, cu, 1000, 1, 0.125).double(),
+                 loop_reference(q, k, v, cu, 1, 0.125), what="L=1000")
     # contiguous (non-fused) q, k, v and a larger max_seqlen than needed
     q, k, v, cu = make_qkv([31, 2], 2, 64, torch.float32, seed=2, fused=False)
     assert_close(cpp.varlen_attention(q, k, v, cu, 100, 2, 0.125).double(),
@@ -253,7 +251,7 @@ def test_results_do_not_depend_on_thread_count():
         assert torch.equal(a, c)
 
 
-# ---- argument errors ----------------------------------------------------------------------------------------
+# ---- argument errors ---------------------------------------------------------------------------------------
 
 def test_errors_name_the_argument():
     x, w, b = rand(4, 8), rand(8), rand(8)
@@ -316,7 +314,7 @@ def test_errors_name_the_argument():
         cpp.varlen_attention(q.t().contiguous().t(), k, v, cu, 5, 2, 1.0)
 
 
-# ---- torch.library.opcheck ------------------------------------------------------------------------------------
+# ---- torch.library.opcheck ---------------------------------------------------------------------------------
 
 def _opcheck_cases():
     g = torch.Generator().manual_seed(0)

@@ -1,4 +1,4 @@
-"""The C++ CPU kernels (csrc/, built as `distilbert_fast._C`): guarded import, fake (meta) kernels, thin wrappers.
+"""C++ CPU kernels (csrc/, built as `distilbert_fast._C`): guarded import, fake kernels, thin wrappers.
 
 `AVAILABLE` says whether the extension loaded; `IMPORT_ERROR` says why not (None when it did). Setting
 DISTILBERT_FAST_NO_EXT=1 disables it at runtime too. The ops live under `torch.ops.distilbert_fast`:
@@ -30,7 +30,8 @@ if os.environ.get("DISTILBERT_FAST_NO_EXT", "0") == "1":
     IMPORT_ERROR = "disabled by DISTILBERT_FAST_NO_EXT=1"
 else:
     try:
-        from distilbert_fast import _C  # noqa: F401  (loading the library registers torch.ops.distilbert_fast)
+        # loading the library registers torch.ops.distilbert_fast.*
+        from distilbert_fast import _C  # noqa: F401
 
         AVAILABLE = True
     except Exception as e:  # not built (no compiler, DISTILBERT_FAST_NO_EXT at install), or ABI mismatch
@@ -67,7 +68,8 @@ if AVAILABLE:
     try:
         _register_fakes()
     except Exception as e:  # a stale _C without one of the ops: treat as not built
-        AVAILABLE, IMPORT_ERROR = False, f"distilbert_fast._C does not match this package: {type(e).__name__}: {e}"
+        AVAILABLE = False
+        IMPORT_ERROR = f"distilbert_fast._C does not match this package: {type(e).__name__}: {e}"
 
 
 def _require():
@@ -77,7 +79,7 @@ def _require():
 
 def add_layer_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
                    eps: float = LAYER_NORM_EPS) -> torch.Tensor:
-    """LayerNorm(x + residual) (or of x alone when residual is None) over the last dim. x, residual: (N, D)."""
+    """LayerNorm(x + residual) (of x alone when residual is None) over the last dim. x, residual: (N, D)."""
     _require()
     return torch.ops.distilbert_fast.add_layer_norm(x, residual, weight, bias, float(eps))
 
