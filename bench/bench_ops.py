@@ -4,10 +4,14 @@ DistilBERT-base shapes: N = 4096 tokens, D = 768, FFN 3072, 12 heads x 64. Atten
 32 sequences of mixed lengths (the reference runs them padded to 128, as the torch backend does; the
 C++ op runs them packed) and 8 x 512. Median of several runs; GB/s (bytes that must move: inputs read
 once + output written once) for the memory-bound ops, GFLOP/s (4 * sum L^2 * D) for attention.
-Prints a markdown table. Calls cpp.keep_freed_memory() first (glibc otherwise mmaps and page-faults every
+Each rate is also given as a % of a ceiling measured in the same run: for memory-bound ops, the GB/s of a
+plain same-size tensor copy (read + write, same dtype); for attention, the GFLOP/s of a prepacked oneDNN GEMM
+of DistilBERT's QKV shape in that dtype (the best this CPU does on dense math).
+Prints a markdown table (and writes it with --output). Calls cpp.keep_freed_memory() first (glibc otherwise mmaps and page-faults every
 output above 32 MiB on every call, which hides the kernels; --default-malloc shows that cost).
 
     python bench/bench_ops.py [--runs 20] [--dtype float32 bfloat16] [--threads N] [--only OP ...]
+                              [--output bench/RESULTS_ops.md]
 """
 from __future__ import annotations
 
@@ -89,12 +93,34 @@ def sdpa_padded(q, k, v, lens, n_heads, seq_len):
     return run
 
 
+_COPY_CEILING: dict[tuple, float] = {}
+
+
+def copy_ceiling(shape: tuple[int, int], dt: torch.dtype, runs: int) -> float:
+    """GB/s of a plain copy (read + write) of a tensor of the op's output shape: the same working set, so the
+    same cache level the op runs from."""
+    key = (shape, dt)
+    if key not in _COPY_CEILING:
+        src, dst = torch.randn(*shape).to(dt), torch.empty(*shape, dtype=dt)
+        _COPY_CEILING[key] = 2 * src.numel() * src.element_size() / bench(lambda: dst.copy_(src), runs) / 1e9
+    return _COPY_CEILING[key]
+
+
+def gemm_ceiling(dt: torch.dtype, runs: int, N: int = 4096, D: int = 768) -> float:
+    """GFLOP/s of a prepacked oneDNN GEMM of DistilBERT's fused-QKV shape: the dense-math ceiling."""
+    x, w = torch.randn(N, D).to(dt), (torch.randn(3 * D, D) * 0.05).to(dt)
+    wp = torch.ops.mkldnn._reorder_linear_weight(w, N)
+    return 2 * N * D * 3 * D / bench(lambda: torch.ops.mkldnn._linear_pointwise(x, wp, None, "none", [], None),
+                                     runs) / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", nargs="*", default=None, help="op names to run (default: all)")
+    ap.add_argument("--output", default=None, help="also write the markdown report to this file")
     ap.add_argument("--default-malloc", action="store_true",
                     help="skip cpp.keep_freed_memory(): every >32 MiB output is then page-faulted per call")
     args = ap.parse_args()
@@ -106,17 +132,24 @@ def main():
         "cpp.keep_freed_memory()" if cpp.keep_freed_memory() else "default (not glibc)")
     torch.manual_seed(0)
     N, D, FF, H = 4096, 768, 3072, 12
-    rows = []
+    rows, ceil = [], {}
 
     def add(op, dtype, shape, t_cpp, t_ref, amount, unit, ref_name="torch ref"):
+        rate = amount / t_cpp / 1e9
+        if unit == "GB/s":
+            dims = tuple(int(d) for d in shape.split("x"))
+            ceiling = copy_ceiling(dims, getattr(torch, dtype), args.runs)
+        else:
+            ceiling = ceil[dtype]
         rows.append((op, dtype, shape, ref_name, t_cpp * 1e3, t_ref * 1e3, t_ref / t_cpp,
-                     amount / t_cpp / 1e9, amount / t_ref / 1e9, unit))
+                     rate, amount / t_ref / 1e9, unit, 100.0 * rate / ceiling))
 
     want = (lambda name: True) if not args.only else (lambda name: name in args.only)
     with torch.inference_mode():
         for dname in args.dtype:
             dt = getattr(torch, dname)
             es = torch.finfo(dt).bits // 8
+            ceil[dname] = gemm_ceiling(dt, args.runs)
             if want("add_layer_norm"):
                 x, r = torch.randn(N, D, dtype=dt), torch.randn(N, D, dtype=dt)
                 w, b = torch.randn(D, dtype=dt), torch.randn(D, dtype=dt)
@@ -161,17 +194,23 @@ def main():
                     ts = bench(sdpa_padded(q, k, v, lens, H, S), args.runs)
                     add("varlen_attention", dname, shape, tc, ts, flops, "GFLOP/s", "torch SDPA (padded)")
 
-    print(f"machine: {machine()}")
-    print(f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
-          f"median of {args.runs} runs, malloc: {malloc}")
-    print()
-    print("| op | dtype | shape | baseline | C++ ms | baseline ms | speedup | C++ rate | baseline rate |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
-    for op, dname, shape, ref, tc, tr, sp, rc, rr, unit in rows:
-        print(f"| {op} | {dname} | {shape} | {ref} | {tc:.3f} | {tr:.3f} | {sp:.2f}x | {rc:.1f} {unit} | "
-              f"{rr:.1f} {unit} |")
-    print()
-    print("Attention rates count useful FLOPs only (4 * sum L^2 * D); padded baselines do more work.")
+    lines = [f"machine: {machine()}",
+             f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
+             f"median of {args.runs} runs, malloc: {malloc}, date {time.strftime('%Y-%m-%d')}",
+             "measured ceilings: oneDNN GEMM " + ", ".join(f"{d} {c:.0f} GFLOP/s" for d, c in ceil.items())
+             + "; copy (same shape as the op's output): "
+             + ", ".join(f"{s[0]}x{s[1]} {str(d)[6:]} {v:.0f} GB/s" for (s, d), v in _COPY_CEILING.items()),
+             "",
+             "| op | dtype | shape | baseline | C++ ms | baseline ms | speedup | C++ rate | % of ceiling | baseline rate |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for op, dname, shape, ref, tc, tr, sp, rc, rr, unit, pct in rows:
+        lines.append(f"| {op} | {dname} | {shape} | {ref} | {tc:.3f} | {tr:.3f} | {sp:.2f}x | {rc:.1f} {unit} | "
+                     f"{pct:.0f}% | {rr:.1f} {unit} |")
+    lines += ["", "Attention rates count useful FLOPs only (4 * sum L^2 * D); padded baselines do more work."]
+    print("\n".join(lines))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write("# distilbert_fast per-op CPU benchmark (`python bench/bench_ops.py`)\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
