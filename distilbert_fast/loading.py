@@ -64,7 +64,7 @@ def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, config: DistilBe
                     revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                     local_files_only: bool = False, token: str | None = None,
                     ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
-                    torch_dtype: Any = None, **config_overrides: Any):
+                    torch_dtype: Any = None, use_cuda_graphs: bool = False, **config_overrides: Any):
     if torch_dtype is not None and dtype is None:  # transformers' older spelling
         dtype = torch_dtype
     model_dir = resolve_model_dir(path_or_repo_id, revision=revision, cache_dir=cache_dir,
@@ -116,6 +116,8 @@ def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, config: DistilBe
     if target_dtype is not None or device is not None:
         model.to(device=device, dtype=target_dtype)
     model.prepare_for_inference()  # eval() like transformers, plus the backend's prepacked weights
+    if use_cuda_graphs:
+        model.enable_cuda_graphs()
     model.name_or_path = str(path_or_repo_id)
     model.loading_info = {"missing_keys": new_keys, "unexpected_keys": sorted(unexpected),
                           "mismatched_keys": mismatched, "notes": notes}

@@ -231,6 +231,22 @@ class DistilBertPreTrainedModel(nn.Module):
                 self(ids)
         return self
 
+    def enable_cuda_graphs(self, buckets=None) -> "DistilBertPreTrainedModel":
+        """Replay CUDA graphs captured per (batch, seq) bucket for plain inference calls
+        `model(input_ids, attention_mask)` (small-batch latency on a GPU); any other call runs eagerly.
+        Needs the model on a CUDA device and the triton backend (ops/triton/cuda_graphs.py)."""
+        from .ops.triton.cuda_graphs import DEFAULT_BUCKETS, CudaGraphRunner
+
+        self.__dict__["_cuda_graphs"] = CudaGraphRunner(self, buckets or DEFAULT_BUCKETS)  # raises off-GPU
+        return self
+
+    def __call__(self, *args, **kwargs):
+        runner = self.__dict__.get("_cuda_graphs")
+        if runner is not None and len(args) <= 2 and set(kwargs) <= {"input_ids", "attention_mask"} \
+                and not self.training and not torch.is_grad_enabled():
+            return runner(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
     def _ops_for_call(self, need_reference: bool) -> OpTable:
         # Fused kernels serve inference; whenever autograd, dropout or attention probabilities are needed
         # the reference ops run, so training and output_attentions always work.

@@ -88,7 +88,8 @@ def static_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     try:
         for m, _ in saved:
             m.ops = table
-        return model(input_ids, attention_mask=attention_mask)
+        # nn.Module.__call__, not model(...): a model with enable_cuda_graphs() would route back to the runner.
+        return torch.nn.Module.__call__(model, input_ids, attention_mask=attention_mask)
     finally:
         del base.__dict__["encode"]
         for m, ops in saved:
@@ -174,7 +175,7 @@ class CudaGraphRunner:
             self._warned = True
             warnings.warn(f"CudaGraphRunner: {why}; running eagerly", RuntimeWarning, stacklevel=3)
         with torch.inference_mode():
-            return self.model(input_ids, attention_mask=attention_mask)
+            return torch.nn.Module.__call__(self.model, input_ids, attention_mask=attention_mask)
 
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
