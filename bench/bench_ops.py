@@ -16,46 +16,31 @@ output above 32 MiB on every call, which hides the kernels; --default-malloc sho
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from distilbert_fast.ops import cpp
-from distilbert_fast.ops import reference as R
-from distilbert_fast.packing import Layout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from distilbert_fast.ops import cpp  # noqa: E402
+from distilbert_fast.ops import reference as R  # noqa: E402
+from distilbert_fast.packing import Layout  # noqa: E402
 
 
 def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        for line in info.splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-        flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
-        isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags]
-        name += f" ({os.cpu_count()} logical CPUs; {' '.join(isa)})"
-    except OSError:
-        pass
-    return name
+    info = common.machine_info()
+    return f"{info['cpu_model']} ({info['usable_cpus']} usable CPUs; {' '.join(info.get('cpu_flags', []))})"
 
 
 def bench(fn, runs: int, warmup: int = 3) -> float:
     """Median wall time of fn() in seconds."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return common.median([common.time_call(fn) for _ in range(runs)])
 
 
 def padded_reference_attention(q, k, v, lens, n_heads, seq_len):
@@ -150,9 +135,9 @@ def main():
             dt = getattr(torch, dname)
             es = torch.finfo(dt).bits // 8
             ceil[dname] = gemm_ceiling(dt, args.runs)
+            x, r = torch.randn(N, D, dtype=dt), torch.randn(N, D, dtype=dt)  # shared by both LayerNorm ops
+            w, b = torch.randn(D, dtype=dt), torch.randn(D, dtype=dt)
             if want("add_layer_norm"):
-                x, r = torch.randn(N, D, dtype=dt), torch.randn(N, D, dtype=dt)
-                w, b = torch.randn(D, dtype=dt), torch.randn(D, dtype=dt)
                 tc = bench(lambda: cpp.add_layer_norm(x, r, w, b), args.runs)
                 tr = bench(lambda: R.add_layer_norm(x, r, w, b), args.runs)
                 add("add_layer_norm", dname, f"{N}x{D}", tc, tr, 3 * N * D * es, "GB/s")

@@ -324,7 +324,8 @@ def _bench_texts(path: str | None) -> list[str]:
     return [r for _, r in rows.rows()]
 
 
-def _timed(fn, runs: int) -> float:
+def median_seconds(fn, runs: int = 7) -> float:
+    """Median wall time of fn() over `runs` calls, after one warm-up call."""
     fn()  # warm-up (lazy init, prepacked weights, allocator)
     times = []
     for _ in range(runs):
@@ -363,7 +364,7 @@ def cmd_bench(args) -> int:
         return go
 
     rows = [("distilbert_fast", ours.backend, str(ours.dtype).removeprefix("torch."),
-             _timed(run(ours), args.runs))]
+             median_seconds(run(ours), args.runs))]
     note = ""
     try:
         import transformers
@@ -377,7 +378,7 @@ def cmd_bench(args) -> int:
         hf = hf_cls.from_pretrained(model_dir, dtype=dtype or torch.float32).eval()
         impl = getattr(hf.config, "_attn_implementation", None) or "default"
         rows.append((f"transformers {transformers.__version__}", f"{hf_cls.__name__}/{impl}",
-                     str(hf.dtype).removeprefix("torch."), _timed(run(hf), args.runs)))
+                     str(hf.dtype).removeprefix("torch."), median_seconds(run(hf), args.runs)))
         with torch.inference_mode():
             b = batches[0]
             a = ours(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0].float()

@@ -7,14 +7,13 @@ throughput and the largest difference from transformers' BertModel on the same i
 """
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from importlib import resources
 
 import torch
 
 from . import DistilBertModel, DistilBertTokenizer, available_backends
+from .cli import median_seconds
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -22,16 +21,6 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(hidden.dtype).unsqueeze(-1)
     pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, dim=-1)
-
-
-def _median_seconds(fn, runs: int = 7) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _lines(name: str) -> list[str]:
@@ -72,7 +61,7 @@ def main() -> int:
                 print(f"    {s:.3f}  {sentences[i]}")
 
         real_tokens = int(mask.sum())
-        med = _median_seconds(lambda: model(ids, attention_mask=mask))
+        med = median_seconds(lambda: model(ids, attention_mask=mask))
         print(f"\nthroughput: {real_tokens} real tokens in a {tuple(ids.shape)} padded batch, median of 7 runs "
               f"{med * 1e3:.1f} ms -> {real_tokens / med:,.0f} tokens/s")
 
@@ -86,7 +75,7 @@ def main() -> int:
     with torch.inference_mode():
         ref = bert(input_ids=ids, attention_mask=mask).last_hidden_state
         ref_emb = mean_pool(ref, mask)
-        hf_med = _median_seconds(lambda: bert(input_ids=ids, attention_mask=mask))
+        hf_med = median_seconds(lambda: bert(input_ids=ids, attention_mask=mask))
     print(f"transformers BertModel (sdpa) on the same batch: {hf_med * 1e3:.1f} ms -> "
           f"{real_tokens / hf_med:,.0f} tokens/s; distilbert_fast is {hf_med / med:.2f}x faster")
     real = mask.bool()

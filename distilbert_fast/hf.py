@@ -89,9 +89,9 @@ def optimize(hf_model: torch.nn.Module, dtype: torch.dtype | None = None, backen
         return hf_out if call.get("return_dict", True) is not False else hf_out.to_tuple()
 
     hf_model.__dict__["_dbf_model"] = ours  # not a registered submodule: state_dict / parameters unchanged
-    hf_model.__dict__["_dbf_signature"] = inspect.signature(type(hf_model).forward).replace(
-        parameters=[p for p in inspect.signature(type(hf_model).forward).parameters.values()
-                    if p.name != "self"])
+    sig = inspect.signature(type(hf_model).forward)
+    hf_model.__dict__["_dbf_signature"] = sig.replace(parameters=[p for p in sig.parameters.values()
+                                                                  if p.name != "self"])
     hf_model.forward = types.MethodType(forward, hf_model)
     if not hf_model.training:
         with torch.no_grad():
