@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 install: $(VENV)/.installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install "$(TORCH_SPEC)" pytest "transformers>=4.45" triton
+	$(PIP) install "$(TORCH_SPEC)" pytest "transformers>=4.45" triton hypothesis httpx ruff build \
+		"fastapi>=0.110" "uvicorn[standard]>=0.29" "prometheus-client>=0.20" "ray[data,serve]>=2.30"
 	touch $@
 
 demo: $(VENV)/.test-installed
