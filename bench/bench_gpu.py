@@ -194,8 +194,7 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
     import transformers
 
     import distilbert_fast as dbf
-    import distilbert_fast.ops.triton as T
-    from distilbert_fast.modeling import DistilBertPreTrainedModel
+    from distilbert_fast.cuda_graphs import CudaGraphRunner
 
     model_dir = ensure_model(args)
     wls = workloads(args, transformers.DistilBertConfig.from_pretrained(model_dir).vocab_size, device)
@@ -226,20 +225,14 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
 
     def ours():
         m = dbf.DistilBertModel.from_pretrained(model_dir, backend="torch", dtype=dtype).to(device).eval()
-        if "triton" in dbf.available_backends():
-            m.set_backend("triton")
-        else:  # the table not wired into distilbert_fast.ops yet: install it by hand
-            table = T.op_table()
-            for sub in m.modules():
-                if isinstance(sub, DistilBertPreTrainedModel):
-                    sub.ops = table
+        m.set_backend("triton")  # raises with the reason when the kernels cannot run here
         return m
 
     add(f"distilbert_fast triton {dname}", lambda: hidden_of(ours()))
     if not args.smoke:
         buckets = sorted({tuple(ids.shape) for ids, _ in wls.values()})
         add(f"distilbert_fast triton {dname} + CUDA graphs",
-            lambda: hidden_of(T.CudaGraphRunner(ours(), buckets=buckets)))
+            lambda: hidden_of(CudaGraphRunner(ours(), buckets=buckets)))
 
     rows = []
     with torch.inference_mode():

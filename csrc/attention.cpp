@@ -1,4 +1,7 @@
 // varlen_attention: multi-head softmax(scale Q K^T) V over packed sequences (cu_seqlens), no padding.
+// seqused (optional, (B,) int32): sequence s's queries are all its rows, its keys only the first seqused[s]
+// of them (flash-attn's seqused_k). The model puts a sequence's real tokens first and any padded positions
+// a loss reads after them, so those padded rows attend to the real keys only, as transformers computes them.
 //
 // Work item = (sequence s, head h, block of up to BQ = 4*W queries). For an item with m queries and L keys:
 //   1. Qt  (hd x mpad)  = scale * Q_block^T in fp32, by 16x16 in-register transposes (the only repacking
@@ -257,6 +260,12 @@ void pack_qt(const T* qb, int64_t ldq, int64_t m, int64_t hd, float scale, float
 #endif
 }
 
+// Keys of sequence s: all of its rows, or the first kv[s] of them (clamped to [0, rows]).
+DBF_INLINE int64_t key_count(const int32_t* cu, const int32_t* kv, int64_t s) {
+  const int64_t L = cu[s + 1] - cu[s];
+  return kv == nullptr ? L : std::max<int64_t>(0, std::min<int64_t>(kv[s], L));
+}
+
 struct Item {
   int64_t s, h, q0;  // sequence, head, first query of the block (relative to the sequence)
 };
@@ -275,13 +284,13 @@ DBF_INLINE void prefetch_rows(const T* base, int64_t ld, int64_t rows, int64_t h
 
 template <typename T>
 DBF_INLINE void prefetch_item(const Item& nx, const Item& cur, const T* q, int64_t ldq, const T* k, int64_t ldk,
-                              const T* v, int64_t ldv, const int32_t* cu, int64_t hd) {
-  const int64_t row0 = cu[nx.s], L = cu[nx.s + 1] - cu[nx.s];
+                              const T* v, int64_t ldv, const int32_t* cu, const int32_t* kv, int64_t hd) {
+  const int64_t row0 = cu[nx.s], L = cu[nx.s + 1] - cu[nx.s], Lk = key_count(cu, kv, nx.s);
   const int64_t m = std::min<int64_t>(BQ, L - nx.q0), col = nx.h * hd;
   prefetch_rows(q + (row0 + nx.q0) * ldq + col, ldq, m, hd);
   if (nx.s != cur.s || nx.h != cur.h) {
-    prefetch_rows(k + row0 * ldk + col, ldk, L, hd);
-    prefetch_rows(v + row0 * ldv + col, ldv, L, hd);
+    prefetch_rows(k + row0 * ldk + col, ldk, Lk, hd);
+    prefetch_rows(v + row0 * ldv + col, ldv, Lk, hd);
   }
 }
 
@@ -293,19 +302,19 @@ struct Plan {
   int64_t nt = 0, maxL = 0;
 };
 
-Plan make_plan(const int32_t* cu, int64_t B, int64_t H, const float* head_mask) {
+Plan make_plan(const int32_t* cu, const int32_t* kv, int64_t B, int64_t H, const float* head_mask) {
   Plan p;
   std::vector<double> cost_end;  // inclusive prefix sum of the item costs
   double total = 0.0;
   for (int64_t s = 0; s < B; ++s) {
-    const int64_t L = cu[s + 1] - cu[s];
+    const int64_t L = cu[s + 1] - cu[s], Lk = key_count(cu, kv, s);
     p.maxL = std::max(p.maxL, L);
     for (int64_t h = 0; h < H; ++h) {
       const bool off = head_mask != nullptr && head_mask[h] == 0.0f;
       for (int64_t q0 = 0; q0 < L; q0 += BQ) {
         const int64_t m = std::min<int64_t>(BQ, L - q0);
         p.items.push_back({s, h, q0});
-        total += off ? static_cast<double>(m) : static_cast<double>(m + 4) * static_cast<double>(L) + 16.0;
+        total += off ? static_cast<double>(m) : static_cast<double>(m + 4) * static_cast<double>(Lk) + 16.0;
         cost_end.push_back(total);
       }
     }
@@ -598,9 +607,9 @@ void pack_qt_pairs(const bf16* qb, int64_t ldq, int64_t m, int64_t hd, u32* qt, 
 }
 
 void attention_kernel_bf16dp(const bf16* q, int64_t ldq, const bf16* k, int64_t ldk, const bf16* v,
-                             int64_t ldv, const int32_t* cu, int64_t B, int64_t H, int64_t hd, float scale,
-                             const float* head_mask, bf16* out, int64_t D) {
-  const Plan plan = make_plan(cu, B, H, head_mask);
+                             int64_t ldv, const int32_t* cu, const int32_t* kv, int64_t B, int64_t H, int64_t hd,
+                             float scale, const float* head_mask, bf16* out, int64_t D) {
+  const Plan plan = make_plan(cu, kv, B, H, head_mask);
   if (plan.items.empty()) return;
   const std::vector<Item>& items = plan.items;
   const std::vector<int64_t>& first = plan.first;
@@ -624,25 +633,25 @@ void attention_kernel_bf16dp(const bf16* q, int64_t ldq, const bf16* k, int64_t 
       // (a burst of hundreds of prefetches would fill the miss buffers and stall this item's loads).
       if (idx + 1 < first[te]) {
         const Item& nx = items[idx + 1];
-        const int64_t nrow0 = cu[nx.s], nL = cu[nx.s + 1] - cu[nx.s];
+        const int64_t nrow0 = cu[nx.s], nL = cu[nx.s + 1] - cu[nx.s], nLk = key_count(cu, kv, nx.s);
         const int64_t nm = std::min<int64_t>(BQ, nL - nx.q0);
         pf.reset(hd * static_cast<int64_t>(sizeof(bf16)));
         pf.add(q + (nrow0 + nx.q0) * ldq + nx.h * hd, ldq, nm);
         if (nx.s != it.s || nx.h != it.h) {
-          pf.add(k + nrow0 * ldk + nx.h * hd, ldk, nL);
-          pf.add(v + nrow0 * ldv + nx.h * hd, ldv, nL);
+          pf.add(k + nrow0 * ldk + nx.h * hd, ldk, nLk);
+          pf.add(v + nrow0 * ldv + nx.h * hd, ldv, nLk);
         }
-        const int64_t Lc = cu[it.s + 1] - cu[it.s], mc = std::min<int64_t>(BQ, Lc - it.q0);
+        const int64_t Lc = key_count(cu, kv, it.s), mc = std::min<int64_t>(BQ, cu[it.s + 1] - cu[it.s] - it.q0);
         pf.plan(Lc / 6 + mc / 6 * ((hd + 63) / 64) + 2);
       } else {
         pf.reset(0);
       }
-      const int64_t row0 = cu[it.s], L = cu[it.s + 1] - cu[it.s];
-      const int64_t m = std::min<int64_t>(BQ, L - it.q0);
+      const int64_t row0 = cu[it.s], Lq = cu[it.s + 1] - cu[it.s], L = key_count(cu, kv, it.s);
+      const int64_t m = std::min<int64_t>(BQ, Lq - it.q0);
       const int64_t col = it.h * hd;
       bf16* o = out + (row0 + it.q0) * D + col;
       const float gain = head_mask != nullptr ? head_mask[it.h] : 1.0f;
-      if (gain == 0.0f) {  // probabilities * 0: the head contributes exactly zero
+      if (gain == 0.0f || L == 0) {  // probabilities * 0 (or no keys at all): exactly zero, never NaN
         for (int64_t i = 0; i < m; ++i) std::fill(o + i * D, o + i * D + hd, bf16(0.0f));
         continue;
       }
@@ -689,14 +698,14 @@ void attention_kernel_bf16dp(const bf16* q, int64_t ldq, const bf16* k, int64_t 
 
 template <typename T>
 void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
-                      const int32_t* cu, int64_t B, int64_t H, int64_t hd, float scale, const float* head_mask,
-                      T* out, int64_t D) {
+                      const int32_t* cu, const int32_t* kv, int64_t B, int64_t H, int64_t hd, float scale,
+                      const float* head_mask, T* out, int64_t D) {
 #if DBF_BF16DP
   if constexpr (std::is_same_v<T, bf16>) {
-    return attention_kernel_bf16dp(q, ldq, k, ldk, v, ldv, cu, B, H, hd, scale, head_mask, out, D);
+    return attention_kernel_bf16dp(q, ldq, k, ldk, v, ldv, cu, kv, B, H, hd, scale, head_mask, out, D);
   }
 #endif
-  const Plan plan = make_plan(cu, B, H, head_mask);
+  const Plan plan = make_plan(cu, kv, B, H, head_mask);
   if (plan.items.empty()) return;
   const std::vector<Item>& items = plan.items;
   const std::vector<int64_t>& first = plan.first;
@@ -715,13 +724,13 @@ void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T*
     int64_t cached_s = -1, cached_h = -1;
     for (int64_t idx = first[tb]; idx < first[te]; ++idx) {
       const Item it = items[idx];
-      if (idx + 1 < first[te]) prefetch_item(items[idx + 1], it, q, ldq, k, ldk, v, ldv, cu, hd);
-      const int64_t row0 = cu[it.s], L = cu[it.s + 1] - cu[it.s];
-      const int64_t m = std::min<int64_t>(BQ, L - it.q0);
+      if (idx + 1 < first[te]) prefetch_item(items[idx + 1], it, q, ldq, k, ldk, v, ldv, cu, kv, hd);
+      const int64_t row0 = cu[it.s], Lq = cu[it.s + 1] - cu[it.s], L = key_count(cu, kv, it.s);
+      const int64_t m = std::min<int64_t>(BQ, Lq - it.q0);
       const int64_t col = it.h * hd;
       T* o = out + (row0 + it.q0) * D + col;
       const float gain = head_mask != nullptr ? head_mask[it.h] : 1.0f;
-      if (gain == 0.0f) {  // probabilities * 0: the head contributes exactly zero
+      if (gain == 0.0f || L == 0) {  // probabilities * 0 (or no keys at all): exactly zero, never NaN
         for (int64_t i = 0; i < m; ++i) std::fill(o + i * D, o + i * D + hd, T(0.0f));
         continue;
       }
@@ -776,7 +785,8 @@ void attention_kernel(const T* q, int64_t ldq, const T* k, int64_t ldk, const T*
 
 at::Tensor varlen_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& cu_seqlens, int64_t max_seqlen, int64_t n_heads,
-                                double scale, const std::optional<at::Tensor>& head_mask) {
+                                double scale, const std::optional<at::Tensor>& head_mask,
+                                const std::optional<at::Tensor>& seqused) {
   using namespace dbf;
   check_rows(q, "varlen_attention: q");
   check_rows(k, "varlen_attention: k");
@@ -820,12 +830,22 @@ at::Tensor varlen_attention_cpu(const at::Tensor& q, const at::Tensor& k, const 
                 "varlen_attention: head_mask must be floating point, got ", head_mask->scalar_type());
     hm = head_mask->to(at::kFloat).contiguous();
   }
+  at::Tensor kvt;
+  if (seqused.has_value() && seqused->defined()) {
+    check_cpu(*seqused, "varlen_attention: seqused");
+    TORCH_CHECK(seqused->dim() == 1 && seqused->size(0) == B, "varlen_attention: seqused must have shape (batch,) = (",
+                B, ",), got ", seqused->sizes());
+    TORCH_CHECK(seqused->scalar_type() == at::kInt, "varlen_attention: seqused must be int32, got ",
+                seqused->scalar_type());
+    kvt = seqused->contiguous();
+  }
   at::Tensor out = at::empty({N, D}, q.options().memory_format(at::MemoryFormat::Contiguous));
   if (N == 0) return out;
   dispatch_float(q.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     attention_kernel<T>(q.data_ptr<T>(), row_stride(q), k.data_ptr<T>(), row_stride(k), v.data_ptr<T>(),
-                        row_stride(v), cup, B, n_heads, hd, static_cast<float>(scale),
+                        row_stride(v), cup, kvt.defined() ? kvt.data_ptr<int32_t>() : nullptr, B, n_heads, hd,
+                        static_cast<float>(scale),
                         hm.defined() ? hm.data_ptr<float>() : nullptr, out.data_ptr<T>(), D);
   });
   return out;

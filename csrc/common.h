@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/string_view.h>
 
+#include <limits>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -130,7 +131,11 @@ DBF_INLINE void add_ln_row(const T* a, const T* b, int64_t D, const P* w, const 
     s1 = vfma(d, d, s1);
   }
   const float var = hsum(vadd(vadd(s0, s1), vadd(s2, s3))) / static_cast<float>(D);
-  const vf vrstd = vset1(1.0f / std::sqrt(var + eps));
+  // A variance that overflows fp32 (|x| around 1e18 and up) has no meaningful normalisation: 1/sqrt(inf) = 0
+  // would silently turn the row into the bias. Return NaN instead, as torch does once its statistics
+  // overflow; non-finite inputs already propagate through the mean.
+  const float rstd = std::isfinite(var) ? 1.0f / std::sqrt(var + eps) : std::numeric_limits<float>::quiet_NaN();
+  const vf vrstd = vset1(rstd);
 
   for (i = 0; i < Dv; i += W) {
     vf y = vmul(vsub(vload(src + i), vmean), vrstd);
@@ -151,7 +156,9 @@ at::Tensor add_layer_norm_cpu(const at::Tensor& x, const std::optional<at::Tenso
 at::Tensor bias_act_cpu(const at::Tensor& x, const at::Tensor& bias, c10::string_view act);
 at::Tensor varlen_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& cu_seqlens, int64_t max_seqlen, int64_t n_heads,
-                                double scale, const std::optional<at::Tensor>& head_mask);
+                                double scale, const std::optional<at::Tensor>& head_mask,
+                                const std::optional<at::Tensor>& seqused);
 at::Tensor embeddings_cpu(const at::Tensor& input_ids, const at::Tensor& position_ids,
                           const at::Tensor& word_weight, const at::Tensor& pos_weight,
                           const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps);
+int64_t weights_fingerprint_cpu(at::TensorList tensors, int64_t samples);

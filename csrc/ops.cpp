@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "common.h"
+#include "quantize.h"
 
 extern "C" {
 // `import distilbert_fast._C` only needs a module object; the ops are reached through torch.ops.
@@ -26,10 +27,24 @@ TORCH_LIBRARY(distilbert_fast, m) {
   m.def("bias_act(Tensor x, Tensor bias, str act) -> Tensor");
   m.def(
       "varlen_attention(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens, int max_seqlen, int n_heads, "
-      "float scale, Tensor? head_mask) -> Tensor");
+      "float scale, Tensor? head_mask, Tensor? seqused=None) -> Tensor");
   m.def(
       "embeddings(Tensor input_ids, Tensor position_ids, Tensor word_weight, Tensor pos_weight, "
       "Tensor ln_weight, Tensor ln_bias, float eps) -> Tensor");
+  // Reads metadata and a few raw elements of any tensor (CPU, meta, inference tensors): one kernel for every
+  // dispatch key, no autograd (it returns an int).
+  // int8 dynamic quantization fused into the producing kernels (quantize.cpp); rows are uint8 q + 128.
+  m.def("quantize_rows(Tensor x) -> (Tensor, Tensor)");
+  m.def(
+      "add_layer_norm_quant(Tensor x, Tensor? residual, Tensor weight, Tensor bias, float eps) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def(
+      "embeddings_quant(Tensor input_ids, Tensor position_ids, Tensor word_weight, Tensor pos_weight, "
+      "Tensor ln_weight, Tensor ln_bias, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "int8_epilogue(Tensor acc, Tensor x_scale, Tensor? bias, str act, ScalarType out_dtype, bool quantize) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def("weights_fingerprint(Tensor[] tensors, int samples) -> int", &weights_fingerprint_cpu);
 }
 
 TORCH_LIBRARY_IMPL(distilbert_fast, CPU, m) {
@@ -37,4 +52,8 @@ TORCH_LIBRARY_IMPL(distilbert_fast, CPU, m) {
   m.impl("bias_act", &bias_act_cpu);
   m.impl("varlen_attention", &varlen_attention_cpu);
   m.impl("embeddings", &embeddings_cpu);
+  m.impl("quantize_rows", &quantize_rows_cpu);
+  m.impl("add_layer_norm_quant", &add_layer_norm_quant_cpu);
+  m.impl("embeddings_quant", &embeddings_quant_cpu);
+  m.impl("int8_epilogue", &int8_epilogue_cpu);
 }

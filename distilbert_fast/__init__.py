@@ -12,6 +12,7 @@ from .modeling import (
 from .adapters import Parallel, Stack
 from .heads import DistilBertAdapterModel, DistilBertModelWithHeads, MultiHeadOutput
 from .hf import optimize
+from . import cuda_graphs  # noqa: F401  registers model.enable_cuda_graphs()'s runner (runtime layer)
 from .ops import available_backends
 from .outputs import (
     BaseModelOutput,
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # The tokenizer pulls in the `tokenizers` library; import it only when asked for.
-    if name == "DistilBertTokenizer":
+    if name in ("DistilBertTokenizer", "DistilBertTokenizerFast"):  # one class, as in transformers 5
         from .tokenization import DistilBertTokenizer
 
         return DistilBertTokenizer
@@ -42,7 +43,7 @@ def __getattr__(name):
 __all__ = [
     "DistilBertConfig", "DistilBertModel", "DistilBertPreTrainedModel", "DistilBertForMaskedLM",
     "DistilBertForSequenceClassification", "DistilBertForMultipleChoice", "DistilBertForTokenClassification",
-    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "available_backends", "optimize", "pipeline", "ModelOutput",
+    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "DistilBertTokenizerFast", "available_backends", "optimize", "pipeline", "ModelOutput",
     "BaseModelOutput", "MaskedLMOutput", "SequenceClassifierOutput", "MultipleChoiceModelOutput",
     "TokenClassifierOutput", "QuestionAnsweringModelOutput", "__version__",
     "DistilBertModelWithHeads", "DistilBertAdapterModel", "MultiHeadOutput", "Stack", "Parallel",

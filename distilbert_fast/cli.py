@@ -5,11 +5,16 @@
     distilbert-fast bench --model DIR [--input FILE] [--batch-size N] [--runs N]
     distilbert-fast info
     distilbert-fast convert SRC DST [--dtype D] [--class NAME]
+    distilbert-fast serve --model DIR [--task T] [--host 127.0.0.1] [--port 8080] [--dtype D] [--backend B]
+                    (HTTP server with dynamic batching; `distilbert-fast serve --help`, README "Serving")
 
 `run` writes one JSON line per input row, {"index": i, "result": ...}, in input order. It streams the input
 in chunks and flushes + fsyncs the output after each chunk, so an interrupted run loses at most the chunk in
-flight; running the same command again resumes after the last complete output line (a line cut short by a
-kill is dropped and rewritten), never duplicating a row.
+flight; running the same command again resumes it (a line cut short by a kill is dropped and rewritten),
+never duplicating or losing a row. The job's identity (input bytes, task, model, options) and a CRC per
+written row are kept in OUT.jsonl.job: a resume of a different job is refused, the whole existing output is
+verified first, and a lock (OUT.jsonl.lock) makes a second concurrent run on the same output fail at once
+(distilbert_fast/jobs.py).
 
 Every error (missing or malformed input, bad model path, bad arguments) is one line on stderr,
 `distilbert-fast: error: ...`, and a non-zero exit status; set DISTILBERT_FAST_DEBUG=1 for the traceback.
@@ -17,6 +22,7 @@ Every error (missing or malformed input, bad model path, bad arguments) is one l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,7 +37,7 @@ PROG = "distilbert-fast"
 TASK_NAMES = ("text-classification", "sentiment-analysis", "fill-mask", "question-answering",
               "token-classification", "ner", "feature-extraction", "sentence-embeddings")
 DTYPES = ("float32", "bfloat16")
-BACKENDS = ("auto", "cpp", "torch")
+BACKENDS = ("auto", "cpp", "triton", "torch")  # = distilbert_fast.ops.BACKENDS
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 SENTENCE_TRANSFORMERS_FILES = ("sentence_bert_config.json", "modules.json",
                                "config_sentence_transformers.json")
@@ -85,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=_positive_int, default=DEFAULT_CHUNK_SIZE,
                      help=f"rows per written (fsynced) chunk (default {DEFAULT_CHUNK_SIZE})")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .ray.command import add_ray_arguments  # --ray, --address, --actors, --threads-per-actor, ...
+
+    add_ray_arguments(run, _positive_int)
 
     bench = sub.add_parser("bench", help="tokens/s of distilbert_fast vs transformers on the same checkpoint")
     bench.add_argument("--model", required=True)
@@ -95,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", choices=BACKENDS, default=None)
 
     sub.add_parser("info", help="versions, backends, CPU features, threads")
+
+    from .serve.command import add_serve_arguments
+
+    add_serve_arguments(sub.add_parser(
+        "serve", help="HTTP inference server with dynamic batching (needs the `serve` extra)",
+        description="TEI-compatible routes (/embed, /predict, /rerank, /tokenize, /v1/embeddings, ...) with "
+                    "dynamic, padding-free batching; binds 127.0.0.1 unless --host says otherwise."))
 
     conv = sub.add_parser("convert", help="save a BERT or DistilBERT checkpoint as DistilBERT safetensors")
     conv.add_argument("src")
@@ -147,29 +163,12 @@ class InputFile:
             raise CLIError(f"cannot read input file {self.path}: {e.strerror or e}") from None
 
     def _parse(self, line: str, lineno: int) -> Any:
-        if self.kind == ".txt":
-            return line
-        where = f"{self.path}:{lineno}"
+        from .rows import RowError, parse_line  # the row rules, shared with the Ray job (ray.py)
+
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise CLIError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        fields = ("question", "context") if self.task == "question-answering" else ("text",)
-        for field in fields:
-            if field not in obj:
-                raise CLIError(f'{where}: missing field "{field}"')
-            if not isinstance(obj[field], str) or (self.task == "question-answering" and not obj[field]):
-                raise CLIError(f'{where}: field "{field}" must be a non-empty string')
-        if self.task == "question-answering":
-            return {"question": obj["question"], "context": obj["context"]}
-        pair = obj.get("text_pair")
-        if self.task == "text-classification" and pair is not None:
-            if not isinstance(pair, str):
-                raise CLIError(f'{where}: field "text_pair" must be a string')
-            return {"text": obj["text"], "text_pair": pair}
-        return obj["text"]
+            return parse_line(line, self.kind, self.task)
+        except RowError as e:
+            raise CLIError(f"{self.path}:{lineno}: {e}") from None
 
     def rows(self, start: int = 0) -> Iterator[tuple[int, Any]]:
         for i, row in enumerate(self._iter()):
@@ -177,60 +176,10 @@ class InputFile:
                 yield i, row
 
 
-def resume_point(path: Path, total: int) -> int:
-    """Number of rows already in `path` (complete lines). A trailing partial line (a run killed mid-write) is
-    cut off; the last complete line must be row `count - 1` of this input."""
-    if not path.exists():
-        return 0
-    if not path.is_file():
-        raise CLIError(f"output is not a file: {path}")
-    count, last_start, line_start, pos = 0, None, 0, 0
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            i = block.find(b"\n")
-            while i != -1:
-                count += 1
-                last_start = line_start
-                line_start = pos + i + 1
-                i = block.find(b"\n", i + 1)
-            pos += len(block)
-    complete_end = line_start
-    if pos > complete_end:  # partial last line
-        print(f"{PROG}: note: dropping an incomplete last line of {path} (interrupted run)", file=sys.stderr)
-        with open(path, "r+b") as f:
-            f.truncate(complete_end)
-            f.flush()
-            os.fsync(f.fileno())
-    if count == 0:
-        return 0
-    with open(path, "rb") as f:
-        f.seek(last_start)
-        last = f.read(complete_end - last_start)
-    try:
-        index = json.loads(last)["index"]
-    except (ValueError, KeyError, TypeError):
-        raise CLIError(f"{path}: line {count} is not a row written by `{PROG} run`; remove the file or pick "
-                       "another --output") from None
-    if index != count - 1:
-        raise CLIError(f"{path}: line {count} holds row {index}, expected {count - 1}; the file does not "
-                       "match this input (remove it or pick another --output)")
-    if count > total:
-        raise CLIError(f"{path} already has {count} rows but the input has only {total}; remove it or pick "
-                       "another --output")
-    return count
-
-
 def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist") and callable(x.tolist):  # torch tensors, numpy arrays and scalars
-        return x.tolist()
-    return x
+    from .rows import jsonable  # shared with the Ray job (ray.py)
+
+    return jsonable(x)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -247,6 +196,11 @@ def _check_model_arg(model: str) -> None:
 
 def cmd_run(args) -> int:
     from .pipelines import resolve_task
+
+    if getattr(args, "ray", False):  # the same job on Ray Data (distilbert_fast/ray/command.py)
+        from .ray.command import run_ray
+
+        return run_ray(args, CLIError)
 
     task = resolve_task(args.task)
     _check_model_arg(args.model)
@@ -266,26 +220,37 @@ def cmd_run(args) -> int:
             raise CLIError(f"--aggregation-strategy does not apply to {task}")
         call["aggregation_strategy"] = args.aggregation_strategy
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = resume_point(out, source.count)
-    if done == source.count:
-        print(f"{PROG}: {out} is complete ({done} rows); nothing to do", file=sys.stderr)
-        return 0
-    if done:
-        print(f"{PROG}: resuming after row {done - 1} ({done}/{source.count} rows already written)",
-              file=sys.stderr)
+    from .jobs import Job, JobError, input_identity, model_identity
 
-    from tqdm.auto import tqdm
-
-    from .pipelines import PipelineInputError, pipeline
-
-    pipe = pipeline(task, model=args.model, dtype=args.dtype, backend=args.backend,
-                    batch_size=args.batch_size, progress=False)
-    written = done
-    bar = tqdm(total=source.count, initial=done, desc=task, unit="row", file=sys.stderr, dynamic_ncols=True,
-               disable=args.no_progress)
+    # What this job is: a resume must be the same job (jobs.py), whatever else is on disk.
+    identity = {"input": input_identity(source.path), "rows": source.count, "task": task,
+                "model": model_identity(args.model),
+                "options": {"dtype": args.dtype, "backend": args.backend, **call}}
+    job = Job(out, identity)
     try:
-        with open(out, "ab") as f:
+        job.open()  # exclusive lock, identity check, whole-output verification, torn-tail repair
+    except JobError as e:
+        raise CLIError(str(e)) from None
+    with contextlib.closing(job):
+        for note in job.notes:
+            print(f"{PROG}: note: {note}", file=sys.stderr)
+        done = job.done
+        if done == source.count:
+            print(f"{PROG}: {out} is complete ({done} rows); nothing to do", file=sys.stderr)
+            return 0
+        if done:
+            print(f"{PROG}: resuming after row {done - 1} ({done}/{source.count} rows already written and "
+                  "verified)", file=sys.stderr)
+
+        from tqdm.auto import tqdm
+
+        from .pipelines import PipelineInputError, pipeline
+
+        pipe = pipeline(task, model=args.model, dtype=args.dtype, backend=args.backend,
+                        batch_size=args.batch_size, progress=False)
+        bar = tqdm(total=source.count, initial=done, desc=task, unit="row", file=sys.stderr,
+                   dynamic_ncols=True, disable=args.no_progress)
+        try:
             rows = source.rows(done)
             while True:
                 chunk = [r for _, r in zip(range(args.chunk_size), rows)]
@@ -297,18 +262,16 @@ def cmd_run(args) -> int:
                     raise CLIError(f"{source.path}: row {chunk[e.input_index][0]}: {e.reason}") from None
                 if task == "sentence-embeddings":
                     results = list(results)
-                lines = "".join(json.dumps({"index": i, "result": _jsonable(r)}, ensure_ascii=False) + "\n"
-                                for (i, _), r in zip(chunk, results))
-                f.write(lines.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-                written += len(chunk)
+                job.write(chunk[0][0], [json.dumps({"index": i, "result": _jsonable(r)},
+                                                   ensure_ascii=False).encode("utf-8")
+                                        for (i, _), r in zip(chunk, results)])
                 bar.update(len(chunk))
-    except KeyboardInterrupt:
-        raise CLIError(f"interrupted: {written}/{source.count} rows are in {out}; run the same command "
-                       "again to resume", code=130) from None
-    finally:
-        bar.close()
+        except KeyboardInterrupt:
+            raise CLIError(f"interrupted: {job.done}/{source.count} rows are in {out}; run the same command "
+                           "again to resume", code=130) from None
+        finally:
+            bar.close()
+        written = job.done
     print(f"{PROG}: wrote {written - done} rows to {out} ({written}/{source.count})", file=sys.stderr)
     return 0
 
@@ -401,15 +364,9 @@ def cmd_bench(args) -> int:
 
 
 def cpu_features() -> dict[str, bool]:
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags.update(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    from .ops._build import cpu_flags
+
+    flags = cpu_flags()
     return {"avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
             "avx512_vnni": "avx512_vnni" in flags, "amx": any(f.startswith("amx") for f in flags)}
 
@@ -438,6 +395,16 @@ def cmd_info(args) -> int:
     print(f"transformers: {hf_version}")
     print(f"tokenizers: {tok_version}")
     print(f"backends: {', '.join(available_backends())}")
+    from .ops import _build, cpp
+
+    if cpp.AVAILABLE:
+        b = cpp.BUILD_INFO
+        print(f"cpp extension: loaded ({b['origin']}) {b['path']}")
+        print(f"cpp build: torch {b['torch']}, -march={b['march']}, simd: {b['simd']}, "
+              f"sources {b['sources']}")
+    else:
+        print(f"cpp extension: unavailable: {cpp.IMPORT_ERROR}")
+    print(f"cpp cache: {_build.cache_root()} (DISTILBERT_FAST_CACHE_DIR)")
     requested = os.environ.get("DISTILBERT_FAST_BACKEND", "auto")
     print(f"default backend: {requested} -> {available_backends()[0] if requested == 'auto' else requested}")
     print("cpu features: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in features.items()))
@@ -505,7 +472,13 @@ def cmd_convert(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "bench": cmd_bench, "info": cmd_info, "convert": cmd_convert}
+def cmd_serve(args) -> int:
+    from .serve.command import run_serve
+
+    return run_serve(args)
+
+
+COMMANDS = {"run": cmd_run, "bench": cmd_bench, "info": cmd_info, "convert": cmd_convert, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

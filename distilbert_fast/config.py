@@ -37,6 +37,13 @@ _DEFAULTS: dict[str, Any] = {
 _ATTRIBUTE_MAP = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
 
 
+# Upper bounds far above any DistilBERT/BERT (the largest real ones: vocab 250k, 8k positions, dim 4096):
+# they only exist so a typo such as max_position_embeddings=10**12 fails in validate() with a clear message.
+_SIZE_CAPS = {"vocab_size": 1 << 24, "max_position_embeddings": 1 << 20, "dim": 1 << 16,
+              "hidden_dim": 1 << 18, "n_layers": 1 << 10, "n_heads": 1 << 12}
+_MAX_PARAMETERS = 1 << 36  # 64 Gi parameters = 256 GiB in fp32
+
+
 class DistilBertConfig:
     model_type = "distilbert"
 
@@ -102,6 +109,16 @@ class DistilBertConfig:
 
         for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim"):
             positive_int(name)
+        # Absurd sizes fail here, by name, before any allocation (not as an allocator error for petabytes).
+        for name, cap in _SIZE_CAPS.items():
+            if getattr(self, name) > cap:
+                raise ValueError(f"DistilBertConfig.{name} must be at most {cap:,}, got {getattr(self, name):,}")
+        n_params = ((self.vocab_size + self.max_position_embeddings) * self.dim
+                    + self.n_layers * (4 * self.dim * self.dim + 2 * self.dim * self.hidden_dim))
+        if n_params > _MAX_PARAMETERS:
+            raise ValueError(f"DistilBertConfig describes ~{n_params:,} parameters (vocab_size, "
+                             "max_position_embeddings, dim, hidden_dim, n_layers), more than the supported "
+                             f"{_MAX_PARAMETERS:,}")
         if self.dim % self.n_heads != 0:
             raise ValueError(
                 f"DistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
@@ -130,7 +147,7 @@ class DistilBertConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "DistilBertConfig":
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> DistilBertConfig:
         d = {**copy.deepcopy(d), **overrides}
         mt = d.get("model_type", "distilbert")
         if mt != "distilbert":
@@ -147,7 +164,7 @@ class DistilBertConfig:
         (path / "config.json").write_text(self.to_json_string())
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, **overrides: Any) -> "DistilBertConfig":
+    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, **overrides: Any) -> DistilBertConfig:
         from .checkpoint import read_config_dict, resolve_model_dir
 
         d = read_config_dict(resolve_model_dir(path_or_repo_id))

@@ -52,7 +52,8 @@ def _hf_output_class(ours_out: Any):
 def optimize(hf_model: torch.nn.Module, dtype: torch.dtype | None = None, backend: str | None = "auto"):
     """Make a transformers DistilBert* model (any head class) run on distilbert_fast. Returns the same object.
 
-    dtype: optionally cast the model first (e.g. torch.bfloat16). backend: "auto" | "cpp" | "torch".
+    dtype: optionally cast the model first (e.g. torch.bfloat16). backend: "auto" | "cpp" | "triton" |
+    "torch"; "auto" picks by the model's device (triton on CUDA, cpp on CPU).
     Call `distilbert_fast.hf.restore(model)` to get transformers' own forward back.
     """
     name = type(hf_model).__name__
@@ -68,6 +69,8 @@ def optimize(hf_model: torch.nn.Module, dtype: torch.dtype | None = None, backen
     with torch.device("meta"):  # no allocation: every parameter is replaced by the shared one below
         ours: DistilBertPreTrainedModel = MODEL_CLASSES[name](cfg, backend=backend)
     _share_parameters(ours, hf_model)
+    ours.set_backend(backend)  # resolve "auto" with the shared weights' device (built on meta above)
+    resolved_on = [ours.device]
     ours.train(hf_model.training)
     base = ours if name == "DistilBertModel" else ours.distilbert
     hf_base = hf_model if name == "DistilBertModel" else hf_model.distilbert
@@ -84,6 +87,10 @@ def optimize(hf_model: torch.nn.Module, dtype: torch.dtype | None = None, backen
         base.position_ids = hf_base.embeddings.position_ids
         if ours.training != self.training:
             ours.train(self.training)
+        if backend in (None, "auto") and ours.device != resolved_on[0]:
+            # hf_model.to(device) moved the shared weights but not our (unregistered) module: follow it.
+            ours.set_backend(backend)
+            resolved_on[0] = ours.device
         out = ours(**{**call, "return_dict": True})
         hf_out = _hf_output_class(out)(**dict(out.items()))
         return hf_out if call.get("return_dict", True) is not False else hf_out.to_tuple()

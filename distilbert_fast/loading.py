@@ -1,12 +1,19 @@
-"""from_pretrained / save_pretrained for every model class, on top of checkpoint.py's file-level functions.
+"""from_pretrained / save_pretrained for every model class (the six DistilBertFor* classes and
+DistilBertModelWithHeads), on top of checkpoint.py's file-level functions. The one loader.
 
 Loading policy (what transformers does, made explicit):
-* encoder keys (embeddings.*, transformer.*) are strict: a missing, unexpected or mis-shaped one is an error
-  that lists every problem at once;
+* encoder keys (embeddings.*, transformer.*, adapters inside the layers) are strict: a missing, unexpected
+  or mis-shaped one is an error that lists every problem at once;
 * head keys are flexible: a base or other-task checkpoint loaded into a head class initialises the new head
-  and reports the new keys; head weights the class does not have are dropped and reported;
-* a tied vocab_projector.weight is the word-embedding matrix and is neither required nor saved;
+  and reports the new keys; head weights the class does not have are dropped and reported; with
+  ignore_mismatched_sizes=True a mis-shaped head weight is re-initialised and reported too;
+* tied weights (vocab_projector.weight = the word-embedding matrix) are neither required nor saved;
 * BERT checkpoints are converted (checkpoint.convert_bert_state_dict) and the conversion notes reported.
+
+A model class adapts the policy through small hooks it defines (modeling.DistilBertPreTrainedModel has the
+defaults, DistilBertModelWithHeads overrides them): `remap_checkpoint_state(state, raw_config)` (e.g. a
+transformers DistilBertFor* head becomes a flex head), `is_strict_key(key)`, `tied_keys()` and
+`config_to_save()`. This module never imports the model classes: it receives one.
 """
 from __future__ import annotations
 
@@ -33,17 +40,17 @@ from .config import DistilBertConfig
 logger = logging.getLogger("distilbert_fast")
 
 _ENCODER_ROOTS = ("embeddings", "transformer")
-_TIED_KEY = "vocab_projector.weight"
 
 
-def _is_encoder_key(key: str) -> bool:
+def is_encoder_key(key: str) -> bool:
+    """embeddings.* / transformer.* (with or without the "distilbert." prefix): the strict keys."""
     parts = key.split(".")
     if parts[0] == "distilbert":
         parts = parts[1:]
     return bool(parts) and parts[0] in _ENCODER_ROOTS
 
 
-def _resolve_dtype(dtype: Any, config_dict: dict, state_dict: dict) -> torch.dtype | None:
+def resolve_dtype(dtype: Any, config_dict: dict, state_dict: dict) -> torch.dtype | None:
     if dtype is None:
         return None
     if dtype == "auto":
@@ -81,21 +88,21 @@ def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, config: DistilBe
     notes: list[str] = []
     if is_bert:
         state_dict, notes = convert_bert_state_dict(state_dict, raw_config)
-    target_dtype = _resolve_dtype(dtype, raw_config, state_dict)
+    target_dtype = resolve_dtype(dtype, raw_config, state_dict)
 
     model = cls(config, backend=backend)
+    state_dict = model.remap_checkpoint_state(state_dict, raw_config)
     model_state = model.state_dict()
     state_dict = strip_or_add_prefix(state_dict, set(model_state), prefix="distilbert.")
-    expected = {k: tuple(v.shape) for k, v in model_state.items()}
-    tied = config.tie_word_embeddings and any(k.endswith(_TIED_KEY) for k in expected)
-    if tied:
-        expected = {k: v for k, v in expected.items() if not k.endswith(_TIED_KEY)}
-        state_dict = {k: v for k, v in state_dict.items() if not k.endswith(_TIED_KEY)}
+    tied = model.tied_keys()
+    expected = {k: tuple(v.shape) for k, v in model_state.items() if k not in tied}
+    state_dict = {k: v for k, v in state_dict.items() if k not in tied}
 
     missing, unexpected, mismatched = diff_state_dict(expected, state_dict)
-    bad_missing = [k for k in missing if _is_encoder_key(k)]
-    bad_unexpected = [k for k in unexpected if _is_encoder_key(k)]
-    bad_mismatched = [m for m in mismatched if _is_encoder_key(m[0]) or not ignore_mismatched_sizes]
+    strict = model.is_strict_key
+    bad_missing = [k for k in missing if strict(k)]
+    bad_unexpected = [k for k in unexpected if strict(k)]
+    bad_mismatched = [m for m in mismatched if strict(m[0]) or not ignore_mismatched_sizes]
     if bad_missing or bad_unexpected or bad_mismatched:
         raise CheckpointError(format_load_error(bad_missing, bad_unexpected, bad_mismatched, str(model_dir)))
 
@@ -115,7 +122,8 @@ def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *, config: DistilBe
 
     if target_dtype is not None or device is not None:
         model.to(device=device, dtype=target_dtype)
-    model.prepare_for_inference()  # eval() like transformers, plus the backend's prepacked weights
+    model.set_backend(backend)  # "auto" resolves with the device the weights ended up on
+    model.prepare_for_inference()  # eval() like transformers, ops.prepare(), the backend's prepacked weights
     if use_cuda_graphs:
         model.enable_cuda_graphs()
     model.name_or_path = str(path_or_repo_id)
@@ -129,15 +137,10 @@ def save_pretrained(model, save_directory: str | os.PathLike, *, max_shard_size:
     """Write config.json + model.safetensors (or shards + index, or pytorch_model.bin) that both
     distilbert_fast and transformers load."""
     os.makedirs(save_directory, exist_ok=True)
-    config_dict = model.config.to_dict()
-    config_dict["architectures"] = [type(model).__name__]
-    config_dict["dtype"] = str(model.dtype).removeprefix("torch.")
-    DistilBertConfig.from_dict(config_dict).save_pretrained(save_directory)
+    DistilBertConfig.from_dict(model.config_to_save()).save_pretrained(save_directory)
 
-    state = model.state_dict()
-    if model.config.tie_word_embeddings:
-        state = {k: v for k, v in state.items() if not k.endswith(_TIED_KEY)}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    tied = model.tied_keys()
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in tied}
     if safe_serialization:
         save_state_dict(state, save_directory, max_shard_size=max_shard_size)
     else:

@@ -21,7 +21,11 @@ from torch import nn
 
 from . import ops as ops_mod
 from .config import DistilBertConfig
+from .loading import from_pretrained as _load_pretrained
+from .loading import is_encoder_key
+from .loading import save_pretrained as _save_pretrained
 from .ops import OpTable
+from .ops.reference import LAYER_NORM_EPS
 from .outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -31,6 +35,16 @@ from .outputs import (
     TokenClassifierOutput,
 )
 from .packing import Layout
+from .sync import SharedExclusiveLock
+
+# Whole-model call runners by name, filled by the runtime layer above (cuda_graphs.py registers
+# "cuda_graphs" when imported): the model routes calls to a runner without importing the runtime.
+CALL_RUNNERS: dict[str, Any] = {}
+
+
+def register_call_runner(name: str, factory) -> None:
+    """factory(model, buckets) -> a callable runner(input_ids, attention_mask) for set_call_runner."""
+    CALL_RUNNERS[name] = factory
 
 
 def create_sinusoidal_embeddings(n_pos: int, dim: int) -> torch.Tensor:
@@ -52,7 +66,7 @@ class Embeddings(nn.Module):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.dim)
-        self.LayerNorm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.LayerNorm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, ops: OpTable, input_ids, inputs_embeds, position_ids):
@@ -95,9 +109,9 @@ class TransformerBlock(nn.Module):
     def __init__(self, config: DistilBertConfig):
         super().__init__()
         self.attention = MultiHeadSelfAttention(config)
-        self.sa_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.sa_layer_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.ffn = FFN(config)
-        self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.output_layer_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
 
     def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool, adapters=None):
         # x: (N, D) -> (N, D); post-LayerNorm residual blocks, as in BERT.
@@ -155,7 +169,7 @@ class DistilBertPreTrainedModel(nn.Module):
         config.validate()
         self.config = config
         self._backend_request = backend
-        self.ops: OpTable = ops_mod.resolve_backend(backend)
+        self.ops: OpTable = ops_mod.resolve_backend(backend, self.device)
 
     # -- init ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -188,7 +202,9 @@ class DistilBertPreTrainedModel(nn.Module):
     # -- properties transformers code relies on ------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """Where the weights are (torch's default device before any exists): what "auto" resolves with."""
+        p = next(self.parameters(), None)
+        return torch.get_default_device() if p is None else p.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -198,29 +214,38 @@ class DistilBertPreTrainedModel(nn.Module):
     def backend(self) -> str:
         return self.ops.name
 
-    def set_backend(self, backend: str | None) -> "DistilBertPreTrainedModel":
-        table = ops_mod.resolve_backend(backend, self._device_or_none())
+    def set_backend(self, backend: str | None) -> DistilBertPreTrainedModel:
+        """Switch every op table of the model (encoder included) to `backend`; "auto" / None resolve with
+        the model's device (triton on CUDA, cpp on CPU)."""
+        table = ops_mod.resolve_backend(backend, self.device)
         for m in self.modules():
             if isinstance(m, DistilBertPreTrainedModel):
                 m._backend_request, m.ops = backend, table
         return self
 
-    def _device_or_none(self):
-        p = next(self.parameters(), None)
-        return None if p is None else p.device
+    def _weights_lock(self) -> SharedExclusiveLock:
+        lock = self.__dict__.get("_dbf_weights_lock")
+        if lock is None:  # setdefault: two threads racing here still share one lock
+            lock = self.__dict__.setdefault("_dbf_weights_lock", SharedExclusiveLock())
+        return lock
 
     def _apply(self, fn, *args, **kwargs):
         # .to()/.cuda()/.cpu() land here: an "auto" backend follows the device (triton on CUDA, cpp on CPU).
-        out = super()._apply(fn, *args, **kwargs)
+        # Exclusive: waits for inference calls in flight in other threads, which never see half-converted
+        # weights (sync.py, README "Guarantees").
+        with self._weights_lock().exclusive(".to()/.cuda()/.half()"):
+            out = super()._apply(fn, *args, **kwargs)
         if self._backend_request in (None, "auto"):
-            self.ops = ops_mod.resolve_backend(self._backend_request, self._device_or_none())
+            self.ops = ops_mod.resolve_backend(self._backend_request, self.device)
         return out
 
-    def prepare_for_inference(self) -> "DistilBertPreTrainedModel":
+    def prepare_for_inference(self) -> DistilBertPreTrainedModel:
         """eval() and build the backend's per-weight state now (e.g. oneDNN-prepacked GEMM weights) instead
-        of on the first call. Called by from_pretrained; call it again after changing weights or dtype
-        (or let the first call rebuild what is stale)."""
+        of on the first call. Called by from_pretrained. Always rebuilds: every prepared copy is dropped
+        first, so after any weight edit (including untracked `.data` / numpy edits, README "Guarantees")
+        the next call sees the current weights."""
         self.eval()
+        ops_mod.drop_prepared(self)
         self.ops.prepare()
         if self.ops.packed:
             L = min(2, self.config.max_position_embeddings)
@@ -231,25 +256,48 @@ class DistilBertPreTrainedModel(nn.Module):
                 self(ids)
         return self
 
-    def enable_cuda_graphs(self, buckets=None) -> "DistilBertPreTrainedModel":
+    def enable_cuda_graphs(self, buckets=None) -> DistilBertPreTrainedModel:
         """Replay CUDA graphs captured per (batch, seq) bucket for plain inference calls
         `model(input_ids, attention_mask)` (small-batch latency on a GPU); any other call runs eagerly.
-        Needs the model on a CUDA device and the triton backend (ops/triton/cuda_graphs.py)."""
-        from .ops.triton.cuda_graphs import DEFAULT_BUCKETS, CudaGraphRunner
+        Needs the model on a CUDA device and the triton backend (the runtime module cuda_graphs.py)."""
+        factory = CALL_RUNNERS.get("cuda_graphs")
+        if factory is None:  # registered when distilbert_fast.cuda_graphs is imported (the package does)
+            raise RuntimeError("enable_cuda_graphs(): import distilbert_fast.cuda_graphs first")
+        return self.set_call_runner(factory(self, buckets))  # the runner raises off-GPU
 
-        self.__dict__["_cuda_graphs"] = CudaGraphRunner(self, buckets or DEFAULT_BUCKETS)  # raises off-GPU
+    def set_call_runner(self, runner) -> DistilBertPreTrainedModel:
+        """Route plain inference calls `model(input_ids, attention_mask)` (no grad, eval mode) to
+        `runner(input_ids, attention_mask)`; None routes every call to forward again."""
+        if runner is None:
+            self.__dict__.pop("_call_runner", None)
+        else:
+            self.__dict__["_call_runner"] = runner  # not a submodule: state_dict / .to() never see it
         return self
 
+    @property
+    def call_runner(self):
+        return self.__dict__.get("_call_runner")
+
     def __call__(self, *args, **kwargs):
-        runner = self.__dict__.get("_cuda_graphs")
+        runner = self.__dict__.get("_call_runner")
         if runner is not None and len(args) <= 2 and set(kwargs) <= {"input_ids", "attention_mask"} \
                 and not self.training and not torch.is_grad_enabled():
             return runner(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
+        with self._weights_lock().shared():
+            return super().__call__(*args, **kwargs)
 
-    def _ops_for_call(self, need_reference: bool) -> OpTable:
-        # Fused kernels serve inference; whenever autograd, dropout or attention probabilities are needed
-        # the reference ops run, so training and output_attentions always work.
+    @property
+    def base_model(self) -> DistilBertModel:
+        """The encoder: self for DistilBertModel, `.distilbert` for every head class."""
+        return self if isinstance(self, DistilBertModel) else self.distilbert
+
+    def run_head(self, ops: OpTable, enc: Encoded, **labels):
+        """The class's head on the encoder's rows (see Encoded) through the op table -> its output object."""
+        raise NotImplementedError
+
+    def ops_for_call(self, need_reference: bool = False) -> OpTable:
+        """The op table of one call. Fused kernels serve inference; whenever autograd, dropout or attention
+        probabilities are needed the reference ops run, so training and output_attentions always work."""
         if need_reference or self.training or torch.is_grad_enabled() and any(
                 p.requires_grad for p in self.parameters()):
             return ops_mod.TORCH
@@ -258,14 +306,34 @@ class DistilBertPreTrainedModel(nn.Module):
     # -- checkpoints -----------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | os.PathLike, *model_args: Any, **kwargs: Any):
-        from .loading import from_pretrained
-
-        return from_pretrained(cls, path_or_repo_id, *model_args, **kwargs)
+        return _load_pretrained(cls, path_or_repo_id, *model_args, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        from .loading import save_pretrained
+        _save_pretrained(self, save_directory, **kwargs)
 
-        save_pretrained(self, save_directory, **kwargs)
+    # -- the loader's hooks (loading.py); DistilBertModelWithHeads overrides them ---------------------------
+    def remap_checkpoint_state(self, state: dict, raw_config: dict) -> dict:
+        """The checkpoint's state dict renamed for this class, before keys are matched. Default: as is."""
+        return state
+
+    def is_strict_key(self, key: str) -> bool:
+        """Whether a missing / unexpected / mis-shaped `key` is an error (the encoder) or is reported and
+        (re-)initialised (a head)."""
+        return is_encoder_key(key)
+
+    def tied_keys(self) -> set[str]:
+        """State-dict keys that are the word-embedding matrix under another name (a tied output projection):
+        neither required when loading nor saved."""
+        emb = self.get_input_embeddings().weight
+        return {name for name, p in self.named_parameters(remove_duplicate=False)
+                if p is emb and not name.endswith("embeddings.word_embeddings.weight")}
+
+    def config_to_save(self) -> dict:
+        """config.json as save_pretrained writes it."""
+        d = self.config.to_dict()
+        d["architectures"] = [type(self).__name__]
+        d["dtype"] = str(self.dtype).removeprefix("torch.")
+        return d
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
@@ -295,6 +363,15 @@ class DistilBertModel(DistilBertPreTrainedModel):
         cfg = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        for name, t in (("input_ids", input_ids), ("inputs_embeds", inputs_embeds),
+                        ("attention_mask", attention_mask), ("position_ids", position_ids)):
+            if isinstance(t, torch.Tensor) and t.is_meta:  # shapes only: nothing to compute on
+                raise ValueError(f"{name} is on the meta device (a tensor without data); pass a tensor with "
+                                 f"values on the model's device ({self.device})")
+        if isinstance(inputs_embeds, torch.Tensor) and inputs_embeds.dtype != self.dtype:
+            raise ValueError(f"inputs_embeds must have the model's dtype {self.dtype}, got "
+                             f"{inputs_embeds.dtype} (cast it with inputs_embeds.to({self.dtype}), or the model "
+                             "with .to())")
         if input_ids is not None:
             if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
                 raise ValueError("input_ids must be an integer tensor of shape (batch, seq_len), got "
@@ -341,15 +418,20 @@ class DistilBertModel(DistilBertPreTrainedModel):
                          f"got {tuple(head_mask.shape)}")
 
     def encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
-               head_mask=None, output_hidden_states=False, output_attentions=False, adapters=None) -> Encoded:
+               head_mask=None, output_hidden_states=False, output_attentions=False, adapters=None,
+               need_rows=None) -> Encoded:
         """Run embeddings + all layers. Returns token rows in the backend's layout (see Encoded).
+
+        need_rows: None, or a (B, S)-shaped bool tensor of the positions a loss reads. On a packed backend the
+        padded ones among them are computed too, as extra query rows attending to the sequence's real keys
+        (packing.Layout.packed_from_mask): transformers computes hidden states there, so the loss equals its
+        loss. Calls without it (or whose labels ignore padding) stay padding-free.
 
         adapters: an adapters.AdapterRun (bottleneck adapters + composition for this call) or None. A Parallel
         composition replicates the batch at its first adapter layer; the returned rows and layout then hold
         k copies of the batch, channel after channel."""
         B, S = self._check_inputs(input_ids, attention_mask, inputs_embeds, position_ids)
-        head_masks = self._head_mask(head_mask)
-        ops = self._ops_for_call(need_reference=output_attentions)
+        ops = self.ops_for_call(need_reference=output_attentions)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
         if attention_mask is not None and bool(attention_mask.bool().all()):
             attention_mask = None  # nothing masked: skip mask work entirely
@@ -357,12 +439,32 @@ class DistilBertModel(DistilBertPreTrainedModel):
             # Left padding: slot 0 ([CLS] for the heads) is padding, which packing drops but transformers
             # still computes. Rare, so run this batch on the padded reference path to stay exact.
             ops = ops_mod.TORCH
-        layout = (Layout.packed_from_mask(B, S, attention_mask, device) if ops.packed
+        extra = None
+        if ops.packed and attention_mask is not None and need_rows is not None and need_rows.numel() == B * S:
+            extra = need_rows.reshape(B, S).to(device=attention_mask.device, dtype=torch.bool)
+            if bool((extra & ~attention_mask.bool().any(1, keepdim=True)).any()):
+                # A fully masked sequence whose rows a loss reads: transformers' softmax is uniform over every
+                # (masked) key there; the padded reference path reproduces that exactly. Rare.
+                ops, extra = ops_mod.TORCH, None
+        layout = (Layout.packed_from_mask(B, S, attention_mask, device, extra) if ops.packed
                   else Layout.padded(B, S, attention_mask))
 
+        return self.encode_rows(ops, layout, input_ids, inputs_embeds, position_ids, self._head_mask(head_mask),
+                                output_hidden_states, output_attentions, adapters)
+
+    def encode_rows(self, ops: OpTable, layout: Layout, input_ids=None, inputs_embeds=None, position_ids=None,
+                    head_masks=None, output_hidden_states=False, output_attentions=False,
+                    adapters=None) -> Encoded:
+        """The encoder with everything explicit: the op table, the row layout (packed, padded or static),
+        (B, S) ids or (B, S, D) embeddings, per-layer head masks. No input checks and no host syncs of its
+        own, so a CUDA graph can capture it (cuda_graphs.py); `encode` is the checked entry point."""
+        B, S = layout.batch_size, layout.seq_len
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
         if position_ids is None:
             position_ids = self.position_ids[:, :S]
         position_ids = position_ids.to(device).expand(B, S)
+        if head_masks is None:
+            head_masks = [None] * self.config.n_layers
         x = self.embeddings(ops,
                             None if input_ids is None else layout.pack(input_ids),
                             None if inputs_embeds is None else layout.pack(inputs_embeds),
@@ -389,9 +491,12 @@ class DistilBertModel(DistilBertPreTrainedModel):
         # token_type_ids: DistilBERT has no segment embeddings; accepted because tokenizers emit it.
         enc = self.encode(input_ids, attention_mask, inputs_embeds, position_ids, head_mask,
                           bool(output_hidden_states), bool(output_attentions))
-        out = BaseModelOutput(last_hidden_state=enc.padded(), hidden_states=enc.hidden_states,
-                              attentions=enc.attentions)
+        out = self.run_head(self.ops_for_call(bool(output_attentions)), enc)
         return out if return_dict is not False else out.to_tuple()
+
+    def run_head(self, ops: OpTable, enc: Encoded, **labels) -> BaseModelOutput:
+        return BaseModelOutput(last_hidden_state=enc.padded(), hidden_states=enc.hidden_states,
+                               attentions=enc.attentions)
 
 
 def _describe(x: Any) -> str:
@@ -403,6 +508,12 @@ def _describe(x: Any) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Heads
 # ----------------------------------------------------------------------------------------------------------
+def label_rows(labels, ignore_index: int = -100):
+    """The positions a per-token cross-entropy reads (labels != ignore_index), for encode's need_rows; None
+    without labels."""
+    return None if not isinstance(labels, torch.Tensor) else labels != ignore_index
+
+
 class _HeadModel(DistilBertPreTrainedModel):
     """Shared plumbing of the task heads: one encoder under the `distilbert.` prefix."""
 
@@ -417,9 +528,9 @@ class _HeadModel(DistilBertPreTrainedModel):
         return self.distilbert.get_position_embeddings()
 
     def _encode(self, input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                output_attentions, output_hidden_states) -> Encoded:
+                output_attentions, output_hidden_states, need_rows=None) -> Encoded:
         return self.distilbert.encode(input_ids, attention_mask, inputs_embeds, position_ids, head_mask,
-                                      bool(output_hidden_states), bool(output_attentions))
+                                      bool(output_hidden_states), bool(output_attentions), need_rows=need_rows)
 
     @staticmethod
     def _finish(out, return_dict):
@@ -432,7 +543,7 @@ class DistilBertForMaskedLM(_HeadModel):
     def __init__(self, config: DistilBertConfig, backend: str | None = None):
         super().__init__(config, backend)
         self.vocab_transform = nn.Linear(config.dim, config.dim)
-        self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
         self.post_init()
 
@@ -443,23 +554,38 @@ class DistilBertForMaskedLM(_HeadModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.vocab_projector
 
+    def head_rows(self, ops: OpTable, rows: torch.Tensor) -> torch.Tensor:
+        """(n, D) token rows -> (n, V) vocabulary logits."""
+        h = ops.linear(self.vocab_transform, rows, self.config.activation)
+        return ops.linear(self.vocab_projector, ops.layer_norm(self.vocab_layer_norm, h))
+
+    def run_head(self, ops: OpTable, enc: Encoded, labels=None) -> MaskedLMOutput:
+        # Per-token head on the encoder's rows (only real tokens when packed), unpacked once at the end.
+        logits = enc.layout.unpack(self.head_rows(ops, enc.hidden))  # (B, S, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
+        return MaskedLMOutput(loss, logits, enc.hidden_states, enc.attentions)
+
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
                 position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 token_type_ids=None):
         enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states)
-        ops = self._ops_for_call(bool(output_attentions))
-        # Per-token head on the encoder's rows (only real tokens when packed), unpacked once at the end.
-        h = ops.linear(self.vocab_transform, enc.hidden, self.config.activation)  # (N, D)
-        h = ops.layer_norm(self.vocab_layer_norm, h)
-        logits = enc.layout.unpack(ops.linear(self.vocab_projector, h))  # (B, S, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
-        return self._finish(MaskedLMOutput(loss, logits, enc.hidden_states, enc.attentions), return_dict)
+                           output_attentions, output_hidden_states, label_rows(labels))
+        return self._finish(self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict)
 
 
-class DistilBertForSequenceClassification(_HeadModel):
+class _PooledClassifier(_HeadModel):
+    """pre_classifier + ReLU + dropout + classifier on the [CLS] rows (sequence classification, multiple
+    choice)."""
+
+    def head_rows(self, ops: OpTable, rows: torch.Tensor) -> torch.Tensor:
+        """(n, D) [CLS] rows -> (n, num_labels) logits (num_labels = 1 for multiple choice)."""
+        pooled = ops.linear(self.pre_classifier, rows, "relu")
+        return ops.linear(self.classifier, self.dropout(pooled))
+
+
+class DistilBertForSequenceClassification(_PooledClassifier):
     def __init__(self, config: DistilBertConfig, backend: str | None = None):
         super().__init__(config, backend)
         self.num_labels = config.num_labels
@@ -468,16 +594,17 @@ class DistilBertForSequenceClassification(_HeadModel):
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.post_init()
 
+    def run_head(self, ops: OpTable, enc: Encoded, labels=None) -> SequenceClassifierOutput:
+        logits = self.head_rows(ops, enc.first_tokens())  # (B, num_labels)
+        loss = None if labels is None else self._loss(logits, labels)
+        return SequenceClassifierOutput(loss, logits, enc.hidden_states, enc.attentions)
+
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
                 position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 token_type_ids=None):
         enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
                            output_attentions, output_hidden_states)
-        pooled = F.relu(self.pre_classifier(enc.first_tokens()))  # (B, D)
-        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
-        loss = None if labels is None else self._loss(logits, labels)
-        return self._finish(SequenceClassifierOutput(loss, logits, enc.hidden_states, enc.attentions),
-                            return_dict)
+        return self._finish(self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict)
 
     def _loss(self, logits, labels):
         # problem_type chosen exactly as transformers does, and remembered in the config like it.
@@ -498,13 +625,18 @@ class DistilBertForSequenceClassification(_HeadModel):
         return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-class DistilBertForMultipleChoice(_HeadModel):
+class DistilBertForMultipleChoice(_PooledClassifier):
     def __init__(self, config: DistilBertConfig, backend: str | None = None):
         super().__init__(config, backend)
         self.pre_classifier = nn.Linear(config.dim, config.dim)
         self.classifier = nn.Linear(config.dim, 1)
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.post_init()
+
+    def run_head(self, ops: OpTable, enc: Encoded, labels=None, num_choices: int = 1) -> MultipleChoiceModelOutput:
+        logits = self.head_rows(ops, enc.first_tokens()).view(-1, num_choices)  # (B*C, 1) -> (B, C)
+        loss = None if labels is None else F.cross_entropy(logits, labels)
+        return MultipleChoiceModelOutput(loss, logits, enc.hidden_states, enc.attentions)
 
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
                 position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
@@ -518,11 +650,8 @@ class DistilBertForMultipleChoice(_HeadModel):
         flat = lambda t, keep: None if t is None else t.reshape(-1, *t.shape[-keep:])  # noqa: E731
         enc = self._encode(flat(input_ids, 1), flat(attention_mask, 1), head_mask, flat(inputs_embeds, 2),
                            position_ids, output_attentions, output_hidden_states)
-        pooled = F.relu(self.pre_classifier(enc.first_tokens()))  # (B*C, D)
-        logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)  # (B, C)
-        loss = None if labels is None else F.cross_entropy(logits, labels)
-        return self._finish(MultipleChoiceModelOutput(loss, logits, enc.hidden_states, enc.attentions),
-                            return_dict)
+        out = self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels, num_choices)
+        return self._finish(out, return_dict)
 
 
 class DistilBertForTokenClassification(_HeadModel):
@@ -533,16 +662,23 @@ class DistilBertForTokenClassification(_HeadModel):
         self.classifier = nn.Linear(config.dim, config.num_labels)
         self.post_init()
 
+    def head_rows(self, ops: OpTable, rows: torch.Tensor) -> torch.Tensor:
+        """(n, D) token rows -> (n, num_labels) logits."""
+        return ops.linear(self.classifier, self.dropout(rows))
+
+    def run_head(self, ops: OpTable, enc: Encoded, labels=None) -> TokenClassifierOutput:
+        logits = enc.layout.unpack(self.head_rows(ops, enc.hidden))  # (B, S, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return TokenClassifierOutput(loss, logits, enc.hidden_states, enc.attentions)
+
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
                 position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 token_type_ids=None):
         enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states)
-        logits = enc.layout.unpack(self.classifier(self.dropout(enc.hidden)))  # (B, S, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return self._finish(TokenClassifierOutput(loss, logits, enc.hidden_states, enc.attentions), return_dict)
+                           output_attentions, output_hidden_states, label_rows(labels))
+        return self._finish(self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict)
 
 
 class DistilBertForQuestionAnswering(_HeadModel):
@@ -554,12 +690,13 @@ class DistilBertForQuestionAnswering(_HeadModel):
         self.dropout = nn.Dropout(config.qa_dropout)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-                start_positions=None, end_positions=None, position_ids=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, token_type_ids=None):
-        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states)
-        logits = enc.layout.unpack(self.qa_outputs(self.dropout(enc.hidden)))  # (B, S, 2)
+    def head_rows(self, ops: OpTable, rows: torch.Tensor) -> torch.Tensor:
+        """(n, D) token rows -> (n, 2): start and end logits."""
+        return ops.linear(self.qa_outputs, self.dropout(rows))
+
+    def run_head(self, ops: OpTable, enc: Encoded, start_positions=None,
+                 end_positions=None) -> QuestionAnsweringModelOutput:
+        logits = enc.layout.unpack(self.head_rows(ops, enc.hidden))  # (B, S, 2)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, S)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -569,8 +706,20 @@ class DistilBertForQuestionAnswering(_HeadModel):
             end_positions = end_positions.view(-1).clamp(0, S)
             loss = (F.cross_entropy(start_logits, start_positions, ignore_index=S)
                     + F.cross_entropy(end_logits, end_positions, ignore_index=S)) / 2
-        return self._finish(QuestionAnsweringModelOutput(loss, start_logits, end_logits, enc.hidden_states,
-                                                         enc.attentions), return_dict)
+        return QuestionAnsweringModelOutput(loss, start_logits, end_logits, enc.hidden_states, enc.attentions)
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
+                start_positions=None, end_positions=None, position_ids=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, token_type_ids=None):
+        need = None
+        if start_positions is not None and end_positions is not None:
+            # transformers' start/end cross-entropy runs over the whole padded length: every slot's logit.
+            src = input_ids if input_ids is not None else inputs_embeds
+            need = torch.ones(src.shape[:2], dtype=torch.bool, device=src.device) if src is not None else None
+        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
+                           output_attentions, output_hidden_states, need)
+        out = self.run_head(self.ops_for_call(bool(output_attentions)), enc, start_positions, end_positions)
+        return self._finish(out, return_dict)
 
 
 MODEL_CLASSES = {

@@ -5,8 +5,9 @@ Like transformers' ModelOutput: fields are attributes, `out[0]` / `out[1:]` inde
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

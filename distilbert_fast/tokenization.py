@@ -10,9 +10,13 @@ behaves differently from what one would guess, the code says so.
 Files read by `from_pretrained` (a directory, a file, or a Hub repo id):
   * tokenizer.json        preferred source of the vocabulary and added tokens;
   * vocab.txt             used when there is no tokenizer.json (one token per line, id = line number);
-  * tokenizer_config.json do_lower_case, strip_accents, tokenize_chinese_chars, model_max_length,
-                          special tokens, clean_up_tokenization_spaces;
+  * tokenizer_config.json do_lower_case, do_basic_tokenize, never_split, strip_accents, tokenize_chinese_chars,
+                          model_max_length, special tokens (named and extra), added_tokens_decoder,
+                          clean_up_tokenization_spaces, padding/truncation side, split_special_tokens;
   * special_tokens_map.json legacy special-token names.
+
+BatchEncoding, pad() on encoded inputs and the argument rules shared by every call live in
+tokenization_utils.py.
 """
 
 from __future__ import annotations
@@ -21,11 +25,37 @@ import json
 import logging
 import os
 import threading
-import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from tokenizers import AddedToken, Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    AddedToken,
+    Encoding,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 from tokenizers.models import WordPiece
+
+from .tokenization_utils import (
+    LARGE_INTEGER,
+    VERY_LARGE_INTEGER,
+    BatchEncoding,
+    CharSpan,
+    TokenizerInputError,
+    TokenSpan,
+    batch_text_inputs,
+    check_int,
+    check_tensor_type,
+    clean_up_tokenization,
+    collate_encoded_inputs,
+    pad_encoded_inputs,
+    resolve_padding_truncation,
+    to_python,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,153 +65,94 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 _HUB_FILES = [TOKENIZER_FILE, VOCAB_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE]
 
-TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
-PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
-TENSOR_TYPES = ("pt", "np")
-
-# transformers' sentinels: a model_max_length above LARGE_INTEGER means "no known limit".
-VERY_LARGE_INTEGER = int(1e30)
-LARGE_INTEGER = int(1e20)
-
-# Named special tokens in transformers' SPECIAL_TOKENS_ATTRIBUTES order (bos/eos do not exist for BERT). The
-# order matters only when a token is missing from the vocabulary: it is then appended, and ids follow this
-# order.
-_SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-
-
-class TokenizerInputError(TypeError, ValueError):
-    """A malformed `text` / `text_pair` argument.
-
-    transformers raises ValueError for these while TypeError is the Python convention for a wrong type;
-    deriving from both lets callers written against either keep working.
-    """
+# transformers' SPECIAL_TOKENS_ATTRIBUTES order (bos/eos are unset for BERT). The order matters only when a
+# token is missing from the vocabulary: it is then appended, and ids follow this order.
+_SPECIAL_TOKEN_NAMES = (
+    "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------
-# BatchEncoding
+# construction helpers
 # ----------------------------------------------------------------------------------------------------------
 
 
-class BatchEncoding(dict):
-    """The result of `DistilBertTokenizer.__call__`: a dict of model inputs with transformers' extras.
+def _load_backend(vocab_file: Any, tokenizer_file: Any, vocab: Any, unk_token: str | None) -> Tokenizer:
+    """The WordPiece model (and any added tokens) from tokenizer.json, vocab.txt or a dict.
 
-    * keys are readable as attributes (`enc.input_ids`);
-    * `enc[i]` with an integer returns the `tokenizers.Encoding` of row i (word/char alignment lives there);
-    * `tokens(i)`, `word_ids(i)`, `sequence_ids(i)` mirror transformers' BatchEncoding;
-    * `to(device)` moves torch tensors (a no-op for lists / numpy arrays).
+    Everything around the model is rebuilt by the caller, as transformers does: in particular
+    tokenizer_config.json / constructor arguments (default: lowercase) override the normaliser settings
+    stored in tokenizer.json.
     """
-
-    def __init__(
-        self,
-        data: dict[str, Any] | None = None,
-        encodings: Sequence[Encoding] | None = None,
-        tensor_type: str | None = None,
-    ):
-        super().__init__(data or {})
-        self._encodings = list(encodings) if encodings is not None else None
-        if tensor_type is not None:
-            self.convert_to_tensors(tensor_type)
-
-    def __getitem__(self, item):
-        if isinstance(item, str):
-            return super().__getitem__(item)
-        if isinstance(item, int) and self._encodings is not None:
-            return self._encodings[item]
-        if isinstance(item, slice):
-            return {key: value[item] for key, value in self.items()}
-        raise KeyError(
-            "BatchEncoding keys are str (a field such as 'input_ids'), int (the tokenizers.Encoding of a "
-            f"row) or slice; got {item!r}"
-        )
-
-    def __getattr__(self, item: str):
-        # Dunder lookups (pickle's __setstate__, copy's __deepcopy__, ...) must fail with AttributeError,
-        # never reach the dict.
-        if item.startswith("__"):
-            raise AttributeError(item)
+    if tokenizer_file is not None:
+        tokenizer_file = os.fspath(tokenizer_file)
+        if not os.path.isfile(tokenizer_file):
+            raise FileNotFoundError(f"tokenizer_file={tokenizer_file!r} does not exist")
         try:
-            return super().__getitem__(item)
-        except KeyError:
-            raise AttributeError(
-                f"BatchEncoding has no field {item!r}; fields: {list(self.keys())}"
-            ) from None
-
-    @property
-    def encodings(self) -> list[Encoding] | None:
-        return self._encodings
-
-    @property
-    def n_sequences(self) -> int | None:
-        return self._encodings[0].n_sequences if self._encodings else None
-
-    def _encoding(self, batch_index: int) -> Encoding:
-        if not self._encodings:
-            raise ValueError("this BatchEncoding holds no tokenizers.Encoding (it was built by hand)")
-        return self._encodings[batch_index]
-
-    def tokens(self, batch_index: int = 0) -> list[str]:
-        return self._encoding(batch_index).tokens
-
-    def word_ids(self, batch_index: int = 0) -> list[int | None]:
-        return self._encoding(batch_index).word_ids
-
-    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
-        return self._encoding(batch_index).sequence_ids
-
-    def char_to_token(self, batch_index: int, char_index: int, sequence_index: int = 0) -> int | None:
-        return self._encoding(batch_index).char_to_token(char_index, sequence_index)
-
-    def token_to_chars(self, batch_index: int, token_index: int) -> tuple[int, int] | None:
-        return self._encoding(batch_index).token_to_chars(token_index)
-
-    def convert_to_tensors(self, tensor_type: str) -> "BatchEncoding":
-        tensor_type = _check_tensor_type(tensor_type)
-        for key, value in list(self.items()):
-            _check_rectangular(key, value)
-            if tensor_type == "pt":
-                import torch
-
-                # int64 even for an empty batch, where torch would otherwise infer float32.
-                self[key] = torch.tensor(value, dtype=torch.long)
-            else:
-                import numpy as np
-
-                self[key] = np.asarray(value, dtype=np.int64)
-        return self
-
-    def to(self, device, *, non_blocking: bool = False) -> "BatchEncoding":
-        for key, value in list(self.items()):
-            if hasattr(value, "to") and callable(value.to):
-                self[key] = value.to(device=device, non_blocking=non_blocking)
-        return self
-
-    def __reduce__(self):
-        # dict subclasses pickle their items through __setitem__ but lose the encodings otherwise.
-        return (self.__class__, (dict(self), self._encodings))
-
-
-def _check_rectangular(key: str, value: Any) -> None:
-    """Raise transformers-style ValueError when rows of a batched field have different lengths."""
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
-        lengths = {len(row) for row in value}
-        if len(lengths) > 1:
+            backend = Tokenizer.from_file(tokenizer_file)
+        except Exception as e:  # Rust raises a bare Exception for malformed JSON
             raise ValueError(
-                f"Unable to create tensor for `{key}`: the sequences have different lengths "
-                f"({min(lengths)}..{max(lengths)}). Activate padding (padding=True or padding='max_length') "
-                f"and/or truncation (truncation=True) to get batched tensors of one length."
+                f"tokenizer_file={tokenizer_file!r} is not a valid tokenizers JSON file: {e}"
+            ) from e
+        if not isinstance(backend.model, WordPiece):
+            raise ValueError(
+                f"tokenizer_file={tokenizer_file!r} holds a {type(backend.model).__name__} model; "
+                f"DistilBertTokenizer needs a WordPiece model"
             )
-
-
-def _check_tensor_type(return_tensors: Any) -> str | None:
-    if return_tensors is None:
-        return None
-    value = getattr(return_tensors, "value", return_tensors)  # accepts transformers' TensorType enum
-    if value not in TENSOR_TYPES:
+        return backend
+    if isinstance(vocab, (str, os.PathLike)):
+        vocab_file, vocab = vocab, None
+    if vocab is None and vocab_file is None:
         raise ValueError(
-            f"return_tensors={return_tensors!r} is not supported; expected one of {TENSOR_TYPES} or None "
-            f"('pt' = torch tensors, 'np' = numpy arrays)"
+            "DistilBertTokenizer needs one of tokenizer_file= (tokenizer.json), vocab_file= (vocab.txt) "
+            "or vocab= (dict); or use DistilBertTokenizer.from_pretrained(path_or_repo_id)"
         )
-    return value
+    if vocab is None:
+        vocab_file = os.fspath(vocab_file)
+        if not os.path.isfile(vocab_file):
+            raise FileNotFoundError(f"vocab_file={vocab_file!r} does not exist")
+        # tokenizers' own reader: id = line number, same as transformers' vocab.txt path.
+        vocab = WordPiece.read_file(vocab_file)
+    if not isinstance(vocab, dict) or not vocab:
+        raise ValueError(f"vocab must be a non-empty dict token -> id, got {type(vocab).__name__}")
+    return Tokenizer(
+        WordPiece(
+            vocab,
+            unk_token=unk_token or "[UNK]",
+            continuing_subword_prefix="##",
+            max_input_chars_per_word=100,
+        )
+    )
+
+
+def _special_token_property(name: str) -> property:
+    def get(self) -> str | None:
+        return self._special_tokens[name]
+
+    def set(self, value: str | AddedToken | None) -> None:
+        # transformers only records the name here; add_special_tokens also adds the token to the vocabulary
+        if value is not None and not isinstance(value, (str, AddedToken)):
+            raise ValueError(f"{name} must be a str, a tokenizers.AddedToken or None, got {value!r}")
+        self._special_tokens[name] = None if value is None else str(value)
+
+    return property(get, set, doc=f"The {name.replace('_', ' ')} (str), None when unset.")
+
+
+def _special_id_property(name: str) -> property:
+    def get(self) -> int | None:
+        token = self._special_tokens[name]
+        return None if token is None else self.convert_tokens_to_ids(token)
+
+    def set(self, value: int | None) -> None:
+        setattr(self, name, None if value is None else self.convert_ids_to_tokens(value))
+
+    return property(get, set, doc=f"The id of the {name.replace('_', ' ')}, None when unset.")
+
+
+def _check_side(name: str, side: str | None) -> str | None:
+    if side is not None and side not in ("right", "left"):
+        raise ValueError(f"{name} must be 'right', 'left' or None, got {side!r}")
+    return side
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -191,34 +162,55 @@ def _check_tensor_type(return_tensors: Any) -> str | None:
 
 class DistilBertTokenizer:
     """WordPiece tokenizer for DistilBERT / BERT checkpoints, API-compatible with transformers' fast
-    tokenizer.
-
+    tokenizer (`DistilBertTokenizerFast` is the same class, as in transformers 5).
 
     Build it with `from_pretrained(path_or_repo_id)` or directly from a `vocab_file` (vocab.txt), a
-    `tokenizer_file` (tokenizer.json) or a `vocab` dict.
+    `tokenizer_file` (tokenizer.json) or a `vocab` (dict, or the path of a vocab.txt).
+
+    The positional order is the seed's (adapter-transformers' slow DistilBertTokenizer). Its two arguments that
+    transformers' fast tokenizer ignores are implemented with `tokenizers` components:
+      * `do_basic_tokenize=False`: no BERT normalisation (no lowercasing, accent stripping, CJK or
+        punctuation splitting): words are split on whitespace only, then WordPiece, as the seed did;
+      * `never_split`: tokens that are never split nor lowercased; each must be in the vocabulary (the seed
+        mapped any other to [UNK]). They become non-special added tokens matched as whole words (the seed
+        matched them only between whitespace; the two differ where punctuation touches the token).
+
+    Unlike transformers 5, which ignores `vocab_file=` (its vocabulary argument is `vocab=`) and yields an
+    all-[UNK] tokenizer, `vocab_file` is read, as the seed and transformers 4 did.
     """
 
     model_input_names = ["input_ids", "attention_mask"]
     vocab_files_names = {"vocab_file": VOCAB_FILE, "tokenizer_file": TOKENIZER_FILE}
+    is_fast = True
+    pad_token_type_id = 0
 
     def __init__(
         self,
         vocab_file: str | os.PathLike | None = None,
-        tokenizer_file: str | os.PathLike | None = None,
         do_lower_case: bool = True,
-        strip_accents: bool | None = None,
+        do_basic_tokenize: bool = True,
+        never_split: Iterable[str] | None = None,
+        unk_token: str | AddedToken = "[UNK]",
+        sep_token: str | AddedToken = "[SEP]",
+        pad_token: str | AddedToken = "[PAD]",
+        cls_token: str | AddedToken = "[CLS]",
+        mask_token: str | AddedToken = "[MASK]",
         tokenize_chinese_chars: bool = True,
-        model_max_length: int = 512,
-        unk_token: str = "[UNK]",
-        sep_token: str = "[SEP]",
-        pad_token: str = "[PAD]",
-        cls_token: str = "[CLS]",
-        mask_token: str = "[MASK]",
+        strip_accents: bool | None = None,
+        *,
+        tokenizer_file: str | os.PathLike | None = None,
+        vocab: dict[str, int] | str | os.PathLike | None = None,
         clean_up_tokenization_spaces: bool = False,
+        model_max_length: int = 512,
         padding_side: str = "right",
         truncation_side: str = "right",
-        *,
-        vocab: dict[str, int] | None = None,
+        bos_token: str | AddedToken | None = None,
+        eos_token: str | AddedToken | None = None,
+        extra_special_tokens: Sequence[str | AddedToken] | None = None,
+        additional_special_tokens: Sequence[str | AddedToken] | None = None,
+        added_tokens_decoder: dict[int, AddedToken] | None = None,
+        split_special_tokens: bool = False,
+        model_input_names: Sequence[str] | None = None,
         name_or_path: str = "",
     ):
         for name, side in (("padding_side", padding_side), ("truncation_side", truncation_side)):
@@ -230,86 +222,91 @@ class DistilBertTokenizer:
             or model_max_length <= 0
         ):
             raise ValueError(f"model_max_length must be a positive int, got {model_max_length!r}")
+        if never_split is not None and (
+            isinstance(never_split, str) or not all(isinstance(tok, str) for tok in never_split)
+        ):
+            raise ValueError(f"never_split must be a list of str tokens, got {never_split!r}")
+        if extra_special_tokens is not None and additional_special_tokens is not None:
+            raise ValueError(
+                "pass extra_special_tokens (transformers 5) or additional_special_tokens (its older name), not both"
+            )
 
         self.do_lower_case = bool(do_lower_case)
+        self.do_basic_tokenize = bool(do_basic_tokenize)
+        self.never_split = list(never_split) if never_split is not None else None
         self.strip_accents = strip_accents
         self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
         self.model_max_length = model_max_length
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
+        self.split_special_tokens = bool(split_special_tokens)
+        if model_input_names is not None:
+            self.model_input_names = list(model_input_names)
         self.name_or_path = str(name_or_path)
         self.vocab_file = str(vocab_file) if vocab_file is not None else None
-        self._special_tokens = {
-            "unk_token": str(unk_token),
-            "sep_token": str(sep_token),
-            "pad_token": str(pad_token),
-            "cls_token": str(cls_token),
-            "mask_token": str(mask_token),
-        }
+        # Named special tokens (str, None when unset) and the extra ones, as transformers keeps them. AddedToken
+        # values keep their options (lstrip, ...) for the backend registration below.
+        given = {
+            "bos_token": bos_token, "eos_token": eos_token, "unk_token": unk_token, "sep_token": sep_token,
+            "pad_token": pad_token, "cls_token": cls_token, "mask_token": mask_token,
+        }  # fmt: skip
+        self._special_tokens: dict[str, str | None] = {}
+        for name in _SPECIAL_TOKEN_NAMES:
+            value = given[name]
+            if value is not None and not isinstance(value, (str, AddedToken)):
+                raise TypeError(f"{name} must be a str or tokenizers.AddedToken, got {type(value).__name__}")
+            self._special_tokens[name] = None if value is None else str(value)
+        extras = list(extra_special_tokens or additional_special_tokens or [])
+        for tok in extras:
+            if not isinstance(tok, (str, AddedToken)):
+                raise TypeError(f"extra_special_tokens must hold str or AddedToken, got {tok!r}")
+        self._extra_special_tokens = [str(tok) for tok in extras]
 
-        if tokenizer_file is not None:
-            tokenizer_file = os.fspath(tokenizer_file)
-            if not os.path.isfile(tokenizer_file):
-                raise FileNotFoundError(f"tokenizer_file={tokenizer_file!r} does not exist")
-            try:
-                backend = Tokenizer.from_file(tokenizer_file)
-            except Exception as e:  # Rust raises a bare Exception for malformed JSON
-                raise ValueError(
-                    f"tokenizer_file={tokenizer_file!r} is not a valid tokenizers JSON file: {e}"
-                ) from e
-            if not isinstance(backend.model, WordPiece):
-                raise ValueError(
-                    f"tokenizer_file={tokenizer_file!r} holds a {type(backend.model).__name__} model; "
-                    f"DistilBertTokenizer needs a WordPiece model"
-                )
-            # The model (vocabulary, unk token, '##' prefix) and the added tokens come from the file.
-            # Everything around the model is rebuilt below, as transformers does: in particular
-            # tokenizer_config.json / constructor arguments (default: lowercase) override the normaliser
-            # settings stored in tokenizer.json.
-        elif vocab_file is not None or vocab is not None:
-            if vocab is None:
-                vocab_file = os.fspath(vocab_file)
-                if not os.path.isfile(vocab_file):
-                    raise FileNotFoundError(f"vocab_file={vocab_file!r} does not exist")
-                # tokenizers' own reader: id = line number, same as transformers' vocab.txt path.
-                vocab = WordPiece.read_file(vocab_file)
-            if not isinstance(vocab, dict) or not vocab:
-                raise ValueError(f"vocab must be a non-empty dict token -> id, got {type(vocab).__name__}")
-            backend = Tokenizer(
-                WordPiece(
-                    vocab,
-                    unk_token=self._special_tokens["unk_token"],
-                    continuing_subword_prefix="##",
-                    max_input_chars_per_word=100,
-                )
+        backend = _load_backend(vocab_file, tokenizer_file, vocab, self._special_tokens["unk_token"])
+        if self.do_basic_tokenize:
+            backend.normalizer = normalizers.BertNormalizer(
+                clean_text=True,
+                handle_chinese_chars=self.tokenize_chinese_chars,
+                strip_accents=strip_accents,
+                lowercase=self.do_lower_case,
             )
+            backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         else:
-            raise ValueError(
-                "DistilBertTokenizer needs one of tokenizer_file= (tokenizer.json), vocab_file= (vocab.txt) "
-                "or vocab= (dict); or use DistilBertTokenizer.from_pretrained(path_or_repo_id)"
-            )
-
-        backend.normalizer = normalizers.BertNormalizer(
-            clean_text=True,
-            handle_chinese_chars=self.tokenize_chinese_chars,
-            strip_accents=strip_accents,
-            lowercase=self.do_lower_case,
-        )
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            # The seed's do_basic_tokenize=False: WordPiece on `text.split()`, nothing normalised. Python's
+            # split() also splits at the ASCII separators \x1c-\x1f, which WhitespaceSplit keeps; this regex
+            # agrees with str.split() on every code point.
+            backend.normalizer = None
+            backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\x{1c}-\x{1f}]+"), behavior="removed")
         # cleanup=True (the tokenizers default, used by transformers) joins " ." -> "." etc. while decoding.
         backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
 
-        # Special tokens are registered as special added tokens (normalized=False), as transformers does.
-        # Besides flagging them for skip_special_tokens / special_tokens_mask, this makes a literal "[MASK]"
-        # in the input text encode to the mask id rather than to '[', 'mask', ']'.
+        # Tokens from tokenizer_config.json's added_tokens_decoder (when no tokenizer.json holds them), then the
+        # special tokens, are registered as added tokens when missing, in transformers' order. Special tokens
+        # are special (normalized=False): besides skip_special_tokens, a literal "[MASK]" in the text encodes
+        # to the mask id rather than to '[', 'mask', ']'.
         present = {tok.content for tok in backend.get_added_tokens_decoder().values()}
-        wanted = dict.fromkeys(self._special_tokens[name] for name in _SPECIAL_TOKEN_NAMES)  # ordered, unique
-        missing = [tok for tok in wanted if tok not in present]
-        if missing:
-            backend.add_special_tokens([AddedToken(tok, special=True, normalized=False) for tok in missing])
+        to_add = [
+            tok for _, tok in sorted((added_tokens_decoder or {}).items()) if tok.content not in present
+        ]
+        named = {tok for tok in self._special_tokens.values() if tok is not None}
+        for value in [given[name] for name in _SPECIAL_TOKEN_NAMES] + extras:
+            if value is None or str(value) in present or any(str(value) == t.content for t in to_add):
+                continue
+            if isinstance(value, str):
+                value = AddedToken(value, special=True, normalized=False)
+            elif str(value) in named:
+                value.special = True
+            to_add.append(value)
+        if to_add:
+            backend.add_tokens(to_add)
+        self._tokenizer = backend
+        if self.do_basic_tokenize:  # the seed's never_split belonged to its basic tokenizer
+            self._add_never_split(self.never_split or [])
 
         cls, sep = self._special_tokens["cls_token"], self._special_tokens["sep_token"]
+        if cls is None or sep is None:
+            raise ValueError("cls_token and sep_token are needed for DistilBERT's [CLS] A [SEP] template")
         backend.post_processor = processors.TemplateProcessing(
             single=f"{cls}:0 $A:0 {sep}:0",
             pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
@@ -319,12 +316,38 @@ class DistilBertTokenizer:
         # transformers overrides them on every call, so start from "off" and configure per call.
         backend.no_padding()
         backend.no_truncation()
-        self._tokenizer = backend
         # The backend's truncation/padding state is global to the object; the lock keeps "configure, then
         # encode" atomic when one tokenizer is shared between threads.
         self._lock = threading.Lock()
-        self._backend_settings: tuple | None = (None, None)
+        self._backend_settings: tuple | None = None
         self._warned_too_long = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickle / deepcopy (e.g. shipping the tokenizer to Ray workers): the lock is per process
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _add_never_split(self, tokens: Sequence[str]) -> None:
+        """never_split -> whole-word added tokens that keep their vocabulary id (never new ids)."""
+        vocab = self._tokenizer.get_vocab(with_added_tokens=True)
+        present = {tok.content for tok in self._tokenizer.get_added_tokens_decoder().values()}
+        missing = [tok for tok in tokens if tok not in vocab]
+        if missing:
+            raise ValueError(
+                f"never_split tokens {missing} are not in the vocabulary. The seed tokenizer turned them into "
+                "[UNK]; add them to the vocabulary first (tokenizer.add_tokens) or leave them out of never_split"
+            )
+        new = [tok for tok in dict.fromkeys(tokens) if tok not in present]
+        if new:
+            # single_word: matched only where not glued to a letter/digit (the seed required whitespace on both
+            # sides: the two agree wherever the token stands between spaces); normalized=False: matched in the
+            # raw text, case-sensitively, before lowercasing, like the seed's check.
+            self._tokenizer.add_tokens([AddedToken(tok, single_word=True, normalized=False) for tok in new])
 
     # ---------------------------------------------------------------------------------------------- loading
 
@@ -338,12 +361,15 @@ class DistilBertTokenizer:
         local_files_only: bool = False,
         token: str | bool | None = None,
         **kwargs: Any,
-    ) -> "DistilBertTokenizer":
+    ) -> DistilBertTokenizer:
         """Load from a local directory, a tokenizer.json / vocab.txt file, or a Hugging Face Hub repo id.
 
         Settings come from tokenizer_config.json (and special_tokens_map.json) next to the vocabulary; keyword
-        arguments override them (e.g. `from_pretrained(path, model_max_length=128)`).
+        arguments override them (e.g. `from_pretrained(path, model_max_length=128)`). `use_fast` and
+        `trust_remote_code` (AutoTokenizer's) are accepted and have no effect: this tokenizer is always fast.
         """
+        kwargs.pop("use_fast", None)
+        kwargs.pop("trust_remote_code", None)
         source = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(source):
             directory, tokenizer_file, vocab_file = source, None, None
@@ -385,7 +411,8 @@ class DistilBertTokenizer:
         """Write tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json.
 
         The directory loads back with this class and with transformers' AutoTokenizer /
-        DistilBertTokenizerFast.
+        DistilBertTokenizerFast (which ignores do_basic_tokenize=False; never_split tokens survive as added
+        tokens).
         """
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
@@ -395,17 +422,10 @@ class DistilBertTokenizer:
 
         with self._lock:
             # Never serialise the per-call truncation/padding of the last __call__.
-            self._configure_backend(None, None)
+            self._configure_backend(None, None, False)
             self._tokenizer.save(paths[TOKENIZER_FILE])
 
-        base_vocab = self._tokenizer.get_vocab(with_added_tokens=False)
-        by_id = sorted(base_vocab.items(), key=lambda kv: kv[1])
-        if [i for _, i in by_id] != list(range(len(by_id))):
-            logger.warning(
-                "vocabulary ids are not consecutive; vocab.txt line numbers will not match the ids"
-            )
-        with open(paths[VOCAB_FILE], "w", encoding="utf-8") as f:
-            f.writelines(token + "\n" for token, _ in by_id)
+        self.save_vocabulary(save_directory)
 
         added_tokens_decoder = {
             str(index): {
@@ -416,21 +436,26 @@ class DistilBertTokenizer:
                 "single_word": tok.single_word,
                 "special": tok.special,
             }
-            for index, tok in sorted(self._tokenizer.get_added_tokens_decoder().items())
+            for index, tok in sorted(self.added_tokens_decoder.items())
         }
         config = {
             "tokenizer_class": "DistilBertTokenizer",
             "do_lower_case": self.do_lower_case,
+            "do_basic_tokenize": self.do_basic_tokenize,
+            "never_split": self.never_split,
             "strip_accents": self.strip_accents,
             "tokenize_chinese_chars": self.tokenize_chinese_chars,
             "model_max_length": self.model_max_length,
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
             "padding_side": self.padding_side,
             "truncation_side": self.truncation_side,
+            "split_special_tokens": self.split_special_tokens,
             "model_input_names": list(self.model_input_names),
-            **self._special_tokens,
+            **self.special_tokens_map,
             "added_tokens_decoder": added_tokens_decoder,
         }
+        if self._extra_special_tokens:
+            config["extra_special_tokens"] = list(self._extra_special_tokens)
         with open(paths[TOKENIZER_CONFIG_FILE], "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, ensure_ascii=False)
             f.write("\n")
@@ -452,7 +477,7 @@ class DistilBertTokenizer:
         return self._tokenizer.get_vocab_size(with_added_tokens=False)
 
     def __len__(self) -> int:
-        """Size of the full vocabulary, added tokens included."""
+        """Size of the full vocabulary, added tokens included (what resize_token_embeddings needs)."""
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     def get_vocab(self) -> dict[str, int]:
@@ -462,69 +487,236 @@ class DistilBertTokenizer:
     def vocab(self) -> dict[str, int]:
         return self.get_vocab()
 
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        return self._tokenizer.get_added_tokens_decoder()
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        return {tok.content: index for index, tok in sorted(self.added_tokens_decoder.items())}
+
+    def get_added_vocab(self) -> dict[str, int]:
+        return self.added_tokens_encoder
+
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
         """Token(s) -> id(s); unknown tokens map to unk_token_id."""
         if isinstance(tokens, str):
             index = self._tokenizer.token_to_id(tokens)
-            return self.unk_token_id if index is None else index
+            return self._tokenizer.token_to_id(str(self.unk_token)) if index is None else index
         return [self.convert_tokens_to_ids(tok) for tok in tokens]
 
     def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False):
         """Id(s) -> token(s). An unknown id gives None, like transformers."""
-        ids = _to_python(ids)
+        ids = to_python(ids)
         if isinstance(ids, int):
             return self._tokenizer.id_to_token(ids)
         skip = set(self.all_special_ids) if skip_special_tokens else set()
         return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in skip]
 
-    # special tokens: <name>, <name>_id
+    def add_tokens(
+        self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False
+    ) -> int:
+        """Add tokens to the vocabulary (new ids at the end); returns what `tokenizers` reports as added.
+
+        A str becomes a normalised, non-special added token (special_tokens=True: special, matched
+        verbatim); a `tokenizers.AddedToken` keeps its options (single_word, lstrip, rstrip, normalized,
+        special). As in transformers, special_tokens=True does not make them `all_special_tokens` (use
+        add_special_tokens({"extra_special_tokens": [...]}) for that). Resize the model's embeddings to
+        `len(tokenizer)` afterwards.
+        """
+        if not new_tokens:
+            return 0
+        if not isinstance(new_tokens, (list, tuple)):
+            new_tokens = [new_tokens]
+        for tok in new_tokens:
+            if not isinstance(tok, (str, AddedToken)) or not str(tok):
+                raise TypeError(f"new_tokens must hold non-empty str or tokenizers.AddedToken, got {tok!r}")
+        with self._lock:
+            if special_tokens:
+                return self._tokenizer.add_special_tokens(list(new_tokens))
+            return self._tokenizer.add_tokens(list(new_tokens))
+
+    def add_special_tokens(
+        self,
+        special_tokens_dict: dict[str, Any],
+        replace_extra_special_tokens: bool = True,
+        *,
+        replace_additional_special_tokens: bool | None = None,
+    ) -> int:
+        """Set named special tokens ({"pad_token": ...}) and/or extra ones ({"extra_special_tokens": [...]},
+        alias "additional_special_tokens"), adding those missing from the vocabulary; returns the count added.
+
+        As in transformers' fast tokenizer, a new cls_token / sep_token is registered but the [CLS] ... [SEP]
+        template built at construction keeps its tokens.
+        """
+        if replace_additional_special_tokens is not None:  # transformers 4's name for the same switch
+            replace_extra_special_tokens = replace_additional_special_tokens
+        if not special_tokens_dict:
+            return 0
+        special_tokens_dict = dict(special_tokens_dict)
+        if "additional_special_tokens" in special_tokens_dict and not special_tokens_dict.get(
+            "extra_special_tokens"
+        ):
+            special_tokens_dict["extra_special_tokens"] = special_tokens_dict.pop("additional_special_tokens")
+        allowed = (*_SPECIAL_TOKEN_NAMES, "extra_special_tokens")
+        to_add = []
+        for key, value in special_tokens_dict.items():
+            if key not in allowed:
+                raise ValueError(f"special_tokens_dict key {key!r} is not one of {allowed}")
+            if key == "extra_special_tokens":
+                if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(t, (str, AddedToken)) for t in value
+                ):
+                    raise ValueError(
+                        f"extra_special_tokens must be a list of str or AddedToken, got {value!r}"
+                    )
+                new = [
+                    AddedToken(t, special=True, normalized=False) if isinstance(t, str) else t
+                    for t in value
+                    if replace_extra_special_tokens or str(t) not in self._extra_special_tokens
+                ]
+                if replace_extra_special_tokens and new:
+                    self._extra_special_tokens = [str(t) for t in new]
+                else:
+                    self._extra_special_tokens.extend(str(t) for t in new)
+                to_add.extend(new)
+            else:
+                if not isinstance(value, (str, AddedToken)):
+                    raise ValueError(f"{key} must be a str or tokenizers.AddedToken, got {value!r}")
+                if isinstance(value, str):
+                    value = AddedToken(value, special=True, normalized=False)
+                self._special_tokens[key] = str(value)
+                to_add.append(value)
+        return self.add_tokens(to_add, special_tokens=True)
+
+    # special tokens: <name>, <name>_id (settable, as in transformers), the extra ones, all of them
+    bos_token, bos_token_id = _special_token_property("bos_token"), _special_id_property("bos_token")
+    eos_token, eos_token_id = _special_token_property("eos_token"), _special_id_property("eos_token")
+    unk_token, unk_token_id = _special_token_property("unk_token"), _special_id_property("unk_token")
+    sep_token, sep_token_id = _special_token_property("sep_token"), _special_id_property("sep_token")
+    pad_token, pad_token_id = _special_token_property("pad_token"), _special_id_property("pad_token")
+    cls_token, cls_token_id = _special_token_property("cls_token"), _special_id_property("cls_token")
+    mask_token, mask_token_id = _special_token_property("mask_token"), _special_id_property("mask_token")
+
+    @property
+    def extra_special_tokens(self) -> list[str]:
+        return list(self._extra_special_tokens)
+
+    @extra_special_tokens.setter
+    def extra_special_tokens(self, value: Sequence[str] | None) -> None:
+        if value is not None and (isinstance(value, str) or not isinstance(value, (list, tuple))):
+            raise ValueError(f"extra_special_tokens must be a list of str, got {value!r}")
+        self._extra_special_tokens = [str(tok) for tok in value or []]
+
+    additional_special_tokens = extra_special_tokens  # transformers 4's name
+
+    @property
+    def extra_special_tokens_ids(self) -> list[int]:
+        return self.convert_tokens_to_ids(self._extra_special_tokens)
+
+    additional_special_tokens_ids = extra_special_tokens_ids
+
     @property
     def special_tokens_map(self) -> dict[str, str]:
-        return dict(self._special_tokens)
+        """The named special tokens that are set (transformers 5: the extra ones are not included)."""
+        return {name: tok for name, tok in self._special_tokens.items() if tok is not None}
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return list(dict.fromkeys(self._special_tokens[name] for name in _SPECIAL_TOKEN_NAMES))
+        return list(dict.fromkeys([*self.special_tokens_map.values(), *self._extra_special_tokens]))
 
     @property
     def all_special_ids(self) -> list[int]:
         return [self.convert_tokens_to_ids(tok) for tok in self.all_special_tokens]
 
-    unk_token = property(lambda self: self._special_tokens["unk_token"])
-    sep_token = property(lambda self: self._special_tokens["sep_token"])
-    pad_token = property(lambda self: self._special_tokens["pad_token"])
-    cls_token = property(lambda self: self._special_tokens["cls_token"])
-    mask_token = property(lambda self: self._special_tokens["mask_token"])
-    unk_token_id = property(lambda self: self._tokenizer.token_to_id(self.unk_token))
-    sep_token_id = property(lambda self: self._tokenizer.token_to_id(self.sep_token))
-    pad_token_id = property(lambda self: self._tokenizer.token_to_id(self.pad_token))
-    cls_token_id = property(lambda self: self._tokenizer.token_to_id(self.cls_token))
-    mask_token_id = property(lambda self: self._tokenizer.token_to_id(self.mask_token))
-    pad_token_type_id = 0
+    def get_special_tokens_mask(
+        self,
+        token_ids_0: Sequence[int],
+        token_ids_1: Sequence[int] | None = None,
+        already_has_special_tokens: bool = False,
+    ) -> list[int]:
+        """1 for special tokens, 0 for sequence tokens.
+
+        already_has_special_tokens=True: membership in all_special_ids (what data collators call). Otherwise
+        the mask of `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` built from the given ids, as the seed's
+        tokenizer returned (transformers 5 raises NotImplementedError there).
+        """
+        token_ids_0 = to_python(token_ids_0)
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError(
+                    "token_ids_1 must be None when already_has_special_tokens=True (the ids are already one "
+                    "formatted sequence)"
+                )
+            special = set(self.all_special_ids)
+            return [1 if int(i) in special else 0 for i in token_ids_0]
+        mask = [1] + [0] * len(token_ids_0) + [1]
+        return mask if token_ids_1 is None else mask + [0] * len(to_python(token_ids_1)) + [1]
+
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: Sequence[int], token_ids_1: Sequence[int] | None = None
+    ) -> list[int]:
+        """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` (the seed's method)."""
+        ids = [self.cls_token_id, *to_python(token_ids_0), self.sep_token_id]
+        return ids if token_ids_1 is None else ids + [*to_python(token_ids_1), self.sep_token_id]
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: Sequence[int], token_ids_1: Sequence[int] | None = None
+    ) -> list[int]:
+        """0 over `[CLS] A [SEP]`, 1 over `B [SEP]` (the seed's method)."""
+        first = [0] * (len(to_python(token_ids_0)) + 2)
+        return first if token_ids_1 is None else first + [1] * (len(to_python(token_ids_1)) + 1)
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return self._tokenizer.num_special_tokens_to_add(pair)
 
+    def save_vocabulary(
+        self, save_directory: str | os.PathLike, filename_prefix: str | None = None
+    ) -> tuple[str]:
+        """Write the base vocabulary as vocab.txt (one token per line, line number = id)."""
+        path = os.path.join(
+            os.fspath(save_directory), (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILE
+        )
+        by_id = sorted(self._tokenizer.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1])
+        if [i for _, i in by_id] != list(range(len(by_id))):
+            logger.warning(
+                "vocabulary ids are not consecutive; vocab.txt line numbers will not match the ids"
+            )
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token, _ in by_id)
+        return (path,)
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
-            f"model_max_length={self.model_max_length}, do_lower_case={self.do_lower_case}, "
-            f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars}, "
-            f"special_tokens={self._special_tokens})"
+            f"len={len(self)}, model_max_length={self.model_max_length}, do_lower_case={self.do_lower_case}, "
+            f"do_basic_tokenize={self.do_basic_tokenize}, strip_accents={self.strip_accents}, "
+            f"tokenize_chinese_chars={self.tokenize_chinese_chars}, special_tokens={self.special_tokens_map})"
         )
 
     # ---------------------------------------------------------------------------------------------- encoding
 
     def __call__(
         self,
-        text: str | Sequence[str] | Sequence[tuple[str, str]],
-        text_pair: str | Sequence[str] | None = None,
+        text: Any = None,
+        text_pair: Any = None,
+        text_target: Any = None,
+        text_pair_target: Any = None,
         *,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
         max_length: int | None = None,
         stride: int = 0,
+        is_split_into_words: bool = False,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_tensors: str | None = None,
@@ -535,11 +727,16 @@ class DistilBertTokenizer:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         verbose: bool = True,
+        split_special_tokens: bool | None = None,
+        max_target_length: int | None = None,
     ) -> BatchEncoding:
-        """Tokenize one string, a pair, or a batch, exactly like transformers' DistilBertTokenizerFast.
+        """Tokenize one text, a pair, or a batch, exactly like transformers' DistilBertTokenizerFast.
 
-        * `text`: a str, or a list of str (batch), or a list of (str, str) pairs; `text_pair`: the matching
-          second sequence(s).
+        * `text`: a str, a list of str (batch), or a list of (str, str) pairs; `text_pair`: the matching
+          second sequence(s). With `is_split_into_words=True` each sequence is a list of words instead (word
+          ids and offsets then refer to those words).
+        * `text_target` / `text_pair_target`: encoded the same way (max_length=max_target_length if given);
+          their input_ids come back as "labels", or alone when `text` is None.
         * `truncation`: True / "longest_first", "only_first", "only_second", False / "do_not_truncate". The
           default None means "truncate to max_length if max_length is given and padding is off" (transformers'
           backward-compatible rule). With truncation on and no max_length, max_length = model_max_length.
@@ -547,19 +744,73 @@ class DistilBertTokenizer:
           "do_not_pad".
         * `return_token_type_ids` defaults to False: DistilBERT has no segment embeddings, and transformers
           only returns the fields in `model_input_names`. Pass True to get them.
-        * A single str input returns un-batched lists, unless return_tensors or return_overflowing_tokens is
-          set.
+        * A single input returns un-batched lists, unless return_tensors or return_overflowing_tokens is set.
         """
-        batch, is_batched = self._batch_inputs(text, text_pair)
-        padding_strategy, truncation_strategy, max_length = self._resolve_strategies(
-            padding, truncation, max_length, pad_to_multiple_of, verbose
+        if text is None and text_target is None:
+            raise TokenizerInputError("pass text= (inputs) and/or text_target= (labels); both are None")
+        padding_strategy, truncation_strategy, max_length = resolve_padding_truncation(
+            padding, truncation, max_length, pad_to_multiple_of, verbose, self.model_max_length
         )
-        stride = _check_int("stride", stride, minimum=0)
-        if pad_to_multiple_of is not None:
-            pad_to_multiple_of = _check_int("pad_to_multiple_of", pad_to_multiple_of, minimum=1)
-        if padding_side is not None and padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right', 'left' or None, got {padding_side!r}")
-        return_tensors = _check_tensor_type(return_tensors)
+        options = {
+            "add_special_tokens": add_special_tokens,
+            "padding_strategy": padding_strategy,
+            "truncation_strategy": truncation_strategy,
+            "stride": check_int("stride", stride, minimum=0),
+            "is_split_into_words": is_split_into_words,
+            "pad_to_multiple_of": (
+                None if pad_to_multiple_of is None else check_int("pad_to_multiple_of", pad_to_multiple_of, 1)
+            ),
+            "padding_side": _check_side("padding_side", padding_side),
+            "return_tensors": check_tensor_type(return_tensors),
+            "return_token_type_ids": return_token_type_ids,
+            "return_attention_mask": return_attention_mask,
+            "return_overflowing_tokens": return_overflowing_tokens,
+            "return_special_tokens_mask": return_special_tokens_mask,
+            "return_offsets_mapping": return_offsets_mapping,
+            "return_length": return_length,
+            "verbose": verbose,
+            "split_special_tokens": self.split_special_tokens
+            if split_special_tokens is None
+            else split_special_tokens,
+        }
+        encodings = targets = None
+        if text is not None:
+            encodings = self._encode(text, text_pair, max_length=max_length, **options)
+        if text_target is not None:
+            if max_target_length is not None:
+                max_target_length = check_int("max_target_length", max_target_length, minimum=1)
+            target_length = max_length if max_target_length is None else max_target_length
+            targets = self._encode(text_target, text_pair_target, max_length=target_length, **options)
+        if encodings is None:
+            return targets
+        if targets is not None:
+            encodings["labels"] = targets["input_ids"]
+        return encodings
+
+    def _encode(
+        self,
+        text: Any,
+        text_pair: Any,
+        *,
+        add_special_tokens: bool,
+        padding_strategy: str,
+        truncation_strategy: str,
+        max_length: int | None,
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_tensors: str | None,
+        return_token_type_ids: bool | None,
+        return_attention_mask: bool | None,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+        verbose: bool,
+        split_special_tokens: bool,
+    ) -> BatchEncoding:
+        batch, is_batched = batch_text_inputs(text, text_pair, is_split_into_words)
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
@@ -573,7 +824,9 @@ class DistilBertTokenizer:
             length = max_length if padding_strategy == "max_length" else None
             padding_cfg = (length, padding_side or self.padding_side, pad_to_multiple_of)
 
-        encodings = self._encode_batch(batch, add_special_tokens, truncation_cfg, padding_cfg)
+        encodings = self._encode_batch(
+            batch, add_special_tokens, truncation_cfg, padding_cfg, split_special_tokens, is_split_into_words
+        )
 
         # One row per encoding; overflowing windows become extra rows right after their source (transformers'
         # layout), and overflow_to_sample_mapping says which input each row came from.
@@ -614,10 +867,23 @@ class DistilBertTokenizer:
             data = {key: value[0] if isinstance(value[0], list) else value for key, value in data.items()}
         return BatchEncoding(data, rows, tensor_type=return_tensors)
 
+    def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
+        """The seed's (transformers 4) name for encoding one text or pair: `self(text, text_pair, ...)`."""
+        return self(text, text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[Any], **kwargs: Any) -> BatchEncoding:
+        """The seed's (transformers 4) name for encoding a batch of texts or (text, pair) tuples."""
+        if not isinstance(batch_text_or_text_pairs, (list, tuple)):
+            raise TokenizerInputError(
+                "batch_text_or_text_pairs must be a list of texts or of (text, pair) tuples, got "
+                f"{type(batch_text_or_text_pairs).__name__}"
+            )
+        return self(list(batch_text_or_text_pairs), **kwargs)
+
     def encode(
         self,
-        text: str,
-        text_pair: str | None = None,
+        text: Any,
+        text_pair: Any = None,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
@@ -639,128 +905,77 @@ class DistilBertTokenizer:
             **kwargs,
         )["input_ids"]
 
-    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+    def tokenize(
+        self,
+        text: str | Sequence[str],
+        pair: str | Sequence[str] | None = None,
+        add_special_tokens: bool = False,
+        is_split_into_words: bool = False,
+    ) -> list[str]:
         """WordPiece tokens of `text` (no special tokens unless asked, as in transformers)."""
-        if not isinstance(text, str) or (pair is not None and not isinstance(pair, str)):
-            raise TokenizerInputError("tokenize() takes a str `text` and an optional str `pair`")
-        return self._encode_batch([(text, pair) if pair else text], add_special_tokens, None, None)[0].tokens
+        batch, is_batched = batch_text_inputs(text, pair, is_split_into_words)
+        if is_batched:
+            raise TokenizerInputError("tokenize() takes one text (and an optional pair), not a batch")
+        return self._encode_batch(
+            batch, add_special_tokens, None, None, self.split_special_tokens, is_split_into_words
+        )[0].tokens
 
-    def _batch_inputs(self, text: Any, text_pair: Any) -> tuple[list, bool]:
-        """Validate `text` / `text_pair` and return (inputs for encode_batch, is_batched)."""
-        expected = "a str, a list/tuple of str, or a list of (str, str) pairs"
-        if isinstance(text, str):
-            if text_pair is not None and not isinstance(text_pair, str):
-                raise TokenizerInputError(
-                    f"text_pair must be a str when text is a single str, got {type(text_pair).__name__}"
-                )
-            # transformers tests `if text_pair` here, so an empty-string pair encodes as a single sequence.
-            return [(text, text_pair) if text_pair else text], False
-        if not isinstance(text, (list, tuple)):
-            raise TokenizerInputError(f"text must be {expected}; got {type(text).__name__}")
-        if text_pair is not None:
-            if isinstance(text_pair, str) or not isinstance(text_pair, (list, tuple)):
-                raise TokenizerInputError(
-                    "when tokenizing a batch, text_pair must be a list/tuple of str with the same length as "
-                    f"text, got {type(text_pair).__name__}"
-                )
-            if len(text) != len(text_pair):
-                raise ValueError(
-                    f"batch length of text ({len(text)}) does not match batch length of text_pair "
-                    f"({len(text_pair)})"
-                )
-            for i, (a, b) in enumerate(zip(text, text_pair)):
-                if not isinstance(a, str) or not isinstance(b, str):
-                    raise TokenizerInputError(
-                        f"text[{i}] and text_pair[{i}] must be str, got {type(a).__name__} and "
-                        f"{type(b).__name__}"
-                    )
-            return list(zip(text, text_pair)), True
-        batch = []
-        for i, item in enumerate(text):
-            if isinstance(item, str):
-                batch.append(item)
-            elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(s, str) for s in item):
-                batch.append(tuple(item))
-            else:
-                raise TokenizerInputError(f"text must be {expected}; text[{i}] is {item!r}")
-        return batch, True
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad already-encoded inputs, as transformers' `pad` (what DataCollatorWithPadding calls).
 
-    def _resolve_strategies(
-        self, padding: Any, truncation: Any, max_length: Any, pad_to_multiple_of: Any, verbose: bool
-    ) -> tuple[str, str, int | None]:
-        """transformers' `_get_padding_truncation_strategies`, with explicit errors for bad values."""
-        if max_length is not None:
-            max_length = _check_int("max_length", max_length, minimum=1)
-        padding = getattr(padding, "value", padding)  # accepts transformers' PaddingStrategy enum
-        truncation = getattr(truncation, "value", truncation)  # and TruncationStrategy
+        `encoded_inputs`: a BatchEncoding / dict (one row or a batch of rows) or a list of dicts. input_ids,
+        attention_mask (created if missing), token_type_ids and special_tokens_mask are padded; other fields
+        (labels, ...) are passed through. Torch / numpy inputs come back as the same type unless
+        `return_tensors` says otherwise.
+        """
+        main_input = self.model_input_names[0]
+        data, input_kind = collate_encoded_inputs(encoded_inputs, main_input)
+        if data[main_input] is None or len(data[main_input]) == 0:
+            if return_attention_mask:  # transformers: only when asked for explicitly
+                data["attention_mask"] = []
+            return BatchEncoding(data)
+        return_tensors = check_tensor_type(return_tensors if return_tensors is not None else input_kind)
+        if pad_to_multiple_of is not None:
+            pad_to_multiple_of = check_int("pad_to_multiple_of", pad_to_multiple_of, minimum=1)
+        # transformers resolves pad()'s strategy without truncation or pad_to_multiple_of
+        strategy, _, max_length = resolve_padding_truncation(
+            padding, None, max_length, None, verbose, self.model_max_length
+        )
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        if strategy != "do_not_pad" and self.pad_token_id is None:
+            raise ValueError("pad() needs a pad_token; this tokenizer has none (set tokenizer.pad_token)")
+        padded = pad_encoded_inputs(
+            data,
+            main_input=main_input,
+            strategy=strategy,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=_check_side("padding_side", padding_side) or self.padding_side,
+            return_attention_mask=return_attention_mask,
+            pad_token_id=self.pad_token_id,
+            pad_token_type_id=self.pad_token_type_id,
+        )
+        return BatchEncoding(padded, tensor_type=return_tensors)
 
-        # Backward-compatible rule: max_length alone (padding off, truncation unset) turns truncation on.
-        if max_length is not None and padding is False and truncation is None:
-            truncation = "longest_first"
-
-        if padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif padding is True:
-            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
-                warnings.warn(
-                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
-                    "To pad to max length, use `padding='max_length'`.",
-                    stacklevel=3,
-                )
-            padding_strategy = "longest"
-        elif isinstance(padding, str) and padding in PADDING_STRATEGIES:
-            padding_strategy = padding
-        else:
-            raise ValueError(
-                f"padding={padding!r} is not valid; expected True, False or one of {PADDING_STRATEGIES}"
-            )
-
-        if truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif truncation is True:
-            truncation_strategy = "longest_first"
-        elif isinstance(truncation, str) and truncation in TRUNCATION_STRATEGIES:
-            truncation_strategy = truncation
-        else:
-            raise ValueError(
-                f"truncation={truncation!r} is not valid; expected True, False or one of "
-                f"{TRUNCATION_STRATEGIES}"
-            )
-
-        if max_length is None:
-            unbounded = self.model_max_length > LARGE_INTEGER
-            if padding_strategy == "max_length":
-                if unbounded:
-                    # transformers silently skips padding here; an explicit error is kinder.
-                    raise ValueError(
-                        "padding='max_length' needs max_length= (this tokenizer has no model_max_length)"
-                    )
-                max_length = self.model_max_length
-            if truncation_strategy != "do_not_truncate":
-                if unbounded:
-                    truncation_strategy = "do_not_truncate"  # nothing to truncate to, as in transformers
-                else:
-                    max_length = self.model_max_length
-
-        if (
-            truncation_strategy != "do_not_truncate"
-            and padding_strategy != "do_not_pad"
-            and pad_to_multiple_of is not None
-            and max_length is not None
-            and max_length % pad_to_multiple_of != 0
-        ):
-            raise ValueError(
-                "Truncation and padding are both activated but "
-                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of "
-                f"({pad_to_multiple_of})."
-            )
-        return padding_strategy, truncation_strategy, max_length
-
-    def _configure_backend(self, truncation_cfg: tuple | None, padding_cfg: tuple | None) -> None:
-        """Set the Rust tokenizer's truncation/padding (caller holds the lock); skips no-op changes."""
-        settings = (truncation_cfg, padding_cfg)
+    def _configure_backend(
+        self, truncation_cfg: tuple | None, padding_cfg: tuple | None, split_special_tokens: bool
+    ) -> None:
+        """Set the Rust tokenizer's per-call state (caller holds the lock); skips no-op changes."""
+        settings = (truncation_cfg, padding_cfg, split_special_tokens, self.pad_token)
         if settings == self._backend_settings:
             return
+        self._backend_settings = None  # unknown until every setter below has succeeded
         if truncation_cfg is None:
             self._tokenizer.no_truncation()
         else:
@@ -771,6 +986,10 @@ class DistilBertTokenizer:
         if padding_cfg is None:
             self._tokenizer.no_padding()
         else:
+            if self.pad_token_id is None:
+                raise ValueError(
+                    "padding needs a pad_token; this tokenizer has none (set tokenizer.pad_token)"
+                )
             length, direction, pad_to_multiple_of = padding_cfg
             self._tokenizer.enable_padding(
                 direction=direction,
@@ -780,16 +999,29 @@ class DistilBertTokenizer:
                 length=length,
                 pad_to_multiple_of=pad_to_multiple_of,
             )
+        # split_special_tokens: special tokens in the text are tokenized as plain text
+        self._tokenizer.encode_special_tokens = bool(split_special_tokens)
         self._backend_settings = settings
 
     def _encode_batch(
-        self, batch: list, add_special_tokens: bool, truncation_cfg: tuple | None, padding_cfg: tuple | None
+        self,
+        batch: list,
+        add_special_tokens: bool,
+        truncation_cfg: tuple | None,
+        padding_cfg: tuple | None,
+        split_special_tokens: bool = False,
+        is_pretokenized: bool = False,
     ) -> list[Encoding]:
         with self._lock:
             try:
-                self._configure_backend(truncation_cfg, padding_cfg)
-                return self._tokenizer.encode_batch(batch, add_special_tokens=add_special_tokens)
+                self._configure_backend(truncation_cfg, padding_cfg, split_special_tokens)
+                return self._tokenizer.encode_batch(
+                    batch, add_special_tokens=add_special_tokens, is_pretokenized=is_pretokenized
+                )
             except BaseException as e:
+                bad = _lone_surrogate(batch)
+                if bad is not None:  # tokenizers' own message is a type error about TextEncodeInput
+                    raise TokenizerInputError(bad) from None
                 # tokenizers reports impossible truncations as a bare Exception ("Truncation error: Second
                 # sequence not provided", "... too short to respect the provided max_length") and, when the
                 # stride is not smaller than a truncated sequence's budget, as a Rust panic (pyo3's
@@ -818,9 +1050,9 @@ class DistilBertTokenizer:
         **kwargs: Any,
     ) -> str | list[str]:
         """Ids -> text. Takes an int, a list, a numpy array or torch tensor; a 2-D input decodes each row."""
-        token_ids = _to_python(token_ids)
+        token_ids = to_python(token_ids)
         if isinstance(token_ids, dict):  # a (Batch)Encoding-like mapping
-            token_ids = _to_python(token_ids["input_ids"])
+            token_ids = to_python(token_ids["input_ids"])
         if isinstance(token_ids, int):
             token_ids = [token_ids]
         if not isinstance(token_ids, (list, tuple)):
@@ -849,41 +1081,21 @@ class DistilBertTokenizer:
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return self._tokenizer.decoder.decode(tokens)
 
+    @property
+    def decoder(self):
+        return self._tokenizer.decoder
+
+    @staticmethod
+    def clean_up_tokenization(text: str) -> str:
+        return clean_up_tokenization(text)
+
+
+DistilBertTokenizerFast = DistilBertTokenizer  # transformers 5: the same class
+
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
-
-
-def clean_up_tokenization(text: str) -> str:
-    """transformers' `clean_up_tokenization`: drops spaces the WordPiece decoder leaves before punctuation."""
-    return (
-        text.replace(" .", ".")
-        .replace(" ?", "?")
-        .replace(" !", "!")
-        .replace(" ,", ",")
-        .replace(" ' ", "'")
-        .replace(" n't", "n't")
-        .replace(" 'm", "'m")
-        .replace(" 's", "'s")
-        .replace(" 've", "'ve")
-        .replace(" 're", "'re")
-    )
-
-
-def _to_python(value: Any) -> Any:
-    """torch tensors / numpy arrays / numpy scalars -> python ints and lists."""
-    if hasattr(value, "tolist") and callable(value.tolist):  # torch.Tensor, np.ndarray, np.integer
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_to_python(v) for v in value]
-    return value
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _token_content(value: Any) -> str:
@@ -911,13 +1123,17 @@ def _read_config(directory: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for key in (
         "do_lower_case",
+        "do_basic_tokenize",
+        "never_split",
         "strip_accents",
         "tokenize_chinese_chars",
         "clean_up_tokenization_spaces",
         "padding_side",
         "truncation_side",
+        "split_special_tokens",
+        "model_input_names",
     ):
-        if key in config:
+        if config.get(key) is not None:
             kwargs[key] = config[key]
     if config.get("model_max_length") is not None:
         kwargs["model_max_length"] = int(config["model_max_length"])
@@ -925,43 +1141,71 @@ def _read_config(directory: str) -> dict[str, Any]:
         value = special_map.get(name, config.get(name))
         if value is not None:
             kwargs[name] = _token_content(value)
+    # transformers 5 writes extra_special_tokens, older versions additional_special_tokens
+    for key in ("extra_special_tokens", "additional_special_tokens"):
+        value = special_map.get(key, config.get(key))
+        if isinstance(value, list) and value:
+            kwargs["extra_special_tokens"] = [_token_content(tok) for tok in value]
+            break
+    if isinstance(config.get("added_tokens_decoder"), dict):
+        kwargs["added_tokens_decoder"] = {
+            int(index): AddedToken(
+                fields["content"],
+                single_word=fields.get("single_word", False),
+                lstrip=fields.get("lstrip", False),
+                rstrip=fields.get("rstrip", False),
+                normalized=fields.get("normalized", not fields.get("special", False)),
+                special=fields.get("special", False),
+            )
+            for index, fields in config["added_tokens_decoder"].items()
+        }
     return kwargs
 
 
 def _resolve_hub_repo(
     repo_id: str, revision: str | None, cache_dir: Any, local_files_only: bool, token: Any
 ) -> str:
-    """Download (or find in the local HF cache) the tokenizer files of a Hub repo; return the snapshot dir."""
-    # A Hub repo id is "name" or "org/name"; anything else was meant as a local path that does not exist.
-    looks_like_path = repo_id.startswith((".", "/", "~")) or repo_id.count("/") > 1 or "\\" in repo_id
-    if looks_like_path or not repo_id.strip():
-        raise FileNotFoundError(
-            f"pretrained_model_name_or_path={repo_id!r} is not an existing directory or file (and is not a "
-            f"Hugging Face Hub repo id of the form 'name' or 'org/name')"
-        )
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:  # pragma: no cover - huggingface_hub is a declared dependency
-        raise FileNotFoundError(
-            f"pretrained_model_name_or_path={repo_id!r} is not a local path and huggingface_hub is not "
-            "installed"
-        ) from e
-    try:
-        directory = snapshot_download(
+    """Find (or download) the tokenizer files of a Hub repo; return the snapshot dir. The model loader's
+    resolver (checkpoint.resolve_hub_snapshot), so both report the same errors: a HubResolutionError,
+    which is a FileNotFoundError and a CheckpointError."""
+    from .checkpoint import resolve_hub_snapshot
+
+    return str(
+        resolve_hub_snapshot(
             repo_id,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             token=token,
-            allow_patterns=list(_HUB_FILES),
+            allow_patterns=_HUB_FILES,
         )
-    except Exception as e:
-        raise FileNotFoundError(
-            f"pretrained_model_name_or_path={repo_id!r} is not a local directory/file, and resolving it as a "
-            f"Hugging Face Hub repo id failed ({type(e).__name__}: {e}). Offline (HF_HUB_OFFLINE=1 or "
-            f"local_files_only=True) only the local HF cache is searched."
-        ) from e
-    return str(directory)
+    )
 
 
-__all__ = ["DistilBertTokenizer", "BatchEncoding", "TokenizerInputError", "clean_up_tokenization"]
+__all__ = [
+    "LARGE_INTEGER",
+    "VERY_LARGE_INTEGER",
+    "BatchEncoding",
+    "CharSpan",
+    "DistilBertTokenizer",
+    "DistilBertTokenizerFast",
+    "TokenSpan",
+    "TokenizerInputError",
+    "clean_up_tokenization",
+]
+
+
+def _lone_surrogate(batch: list) -> str | None:
+    """Where the first text of `batch` that is not valid Unicode (a lone UTF-16 surrogate such as '\\ud800',
+    e.g. from a file decoded with errors='surrogateescape') has it, as an error message; None if all are
+    valid. Only looked for after tokenizers failed, so valid input pays nothing."""
+    for i, item in enumerate(batch):
+        for text in (item,) if isinstance(item, str) else item:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return (f"text {i} is not valid Unicode: lone surrogate {text[e.start]!r} at character "
+                        f"{e.start}; texts must be valid UTF-8 strings (decode input with errors='replace')")
+    return None

@@ -20,10 +20,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # like test_backend_triton: befo
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import assert_close, hf_model  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 import distilbert_fast as dbf  # noqa: E402
-from conftest import assert_close, hf_model  # noqa: E402
 from distilbert_fast import Parallel, Stack  # noqa: E402
 from distilbert_fast.adapters import AdapterCompositionBlock, resolve_adapter_config  # noqa: E402
 from distilbert_fast.checkpoint import CheckpointError  # noqa: E402

@@ -1,31 +1,30 @@
-"""The whole model through the triton op table (padding-free, packed rows) against the reference path: every
-head class on tiny random transformers checkpoints, masks, head_mask, inputs_embeds, 16-bit weights, the
-CUDA-graph body (static layout), and the real all-MiniLM-L6-v2 weights.
+"""What only the triton backend does: its availability flags, and the CUDA-graph runtime (cuda_graphs.py)
+whose captured body (static layout) runs here on CPU: the body against the reference path, the runner's
+bucketing / padding / eager fallback / output slicing with a stand-in graph, and the multi-head model with
+Parallel adapters. Its parity with transformers is test_backend_parity.py.
 
-Runs under TRITON_INTERPRET=1 (set below, before anything imports triton) on CPU: slow per kernel, so the
-configs are tiny; each test also asserts that the triton kernels really ran (a call counter wraps the table).
+Runs under TRITON_INTERPRET=1 (conftest.py) on CPU: slow per kernel, so the configs are tiny; the tests
+assert that the triton kernels really ran (a call counter wraps the table).
 """
 from __future__ import annotations
 
+import collections
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import collections  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 pytest.importorskip("triton", reason="triton is not installed (pip install 'distilbert_fast[triton]')")
 
+from helpers import assert_close, hf_model, small_config  # noqa: E402
+from helpers import make_inputs as _make_inputs  # noqa: E402
+
 import distilbert_fast as dbf  # noqa: E402
 import distilbert_fast.ops.triton as T  # noqa: E402
-from conftest import HEADS, assert_close, hf_model  # noqa: E402
+from distilbert_fast import Parallel, cuda_graphs  # noqa: E402
 from distilbert_fast.modeling import DistilBertPreTrainedModel  # noqa: E402
 from distilbert_fast.ops import OpTable  # noqa: E402
 from distilbert_fast.ops.triton import _utils  # noqa: E402
-from test_loading import SENTENCES  # noqa: E402
-from test_modeling import make_inputs as _make_inputs  # noqa: E402
 
 if not T.AVAILABLE:
     pytest.skip(f"triton backend unavailable: {T.IMPORT_ERROR}", allow_module_level=True)
@@ -88,84 +87,6 @@ def compare(fast_out, ref_out, mask, rel, what):
         assert_close(fv, rv, rel=rel, what=f"{what} {name}")
 
 
-@pytest.mark.parametrize("cfg", [dict(activation="gelu"), dict(activation="gelu_new", dim=64, n_heads=2)],
-                         ids=["gelu-hd8", "gelu_new-hd32"])
-@pytest.mark.parametrize("class_name", HEADS)
-def test_triton_equals_reference_fp32(class_name, cfg, tmp_path):
-    ref, fast, calls = pair(class_name, tmp_path, **cfg)
-    ids, mask = make_inputs(class_name, 3, 19, seed=3)  # mixed lengths, right padding
-    with torch.inference_mode():
-        r, f = ref(ids, attention_mask=mask), fast(ids, attention_mask=mask)
-    compare(f, r, mask, 1e-4, class_name)
-    n_layers = fast.config.n_layers
-    assert calls["embeddings"] == 1 and calls["qkv"] == calls["attention"] == n_layers
-    assert calls["add_layer_norm"] == 2 * n_layers
-
-
-@pytest.mark.parametrize("activation", ["relu", "silu"])
-def test_triton_other_activations_and_sinusoidal(activation, tmp_path):
-    ref, fast, calls = pair("DistilBertForMaskedLM", tmp_path, activation=activation,
-                            sinusoidal_pos_embds=True)
-    ids, mask = make_inputs("DistilBertForMaskedLM", 2, 11, seed=1)
-    with torch.inference_mode():
-        compare(fast(ids, attention_mask=mask), ref(ids, attention_mask=mask), mask, 1e-4, activation)
-    assert calls["layer_norm"] == 1  # the MLM head's vocab_layer_norm
-
-
-def test_triton_single_token_no_mask_head_mask_and_inputs_embeds(tmp_path):
-    ref, fast, calls = pair("DistilBertModel", tmp_path, dim=64, n_heads=2)
-    with torch.inference_mode():
-        ids = torch.randint(1, 101, (1, 1), device=DEVICE)  # length 1, no mask
-        assert_close(fast(ids)[0], ref(ids)[0], rel=1e-4, what="1 token")
-        ids, mask = make_inputs("DistilBertModel", 3, 17, seed=2)
-        hm = torch.tensor([[1.0, 0.0], [0.5, 1.0]], device=DEVICE)  # per-layer head mask, one head fully off
-        assert_close(fast(ids, attention_mask=mask, head_mask=hm)[0][mask.bool()],
-                     ref(ids, attention_mask=mask, head_mask=hm)[0][mask.bool()], rel=1e-4, what="head_mask")
-        embeds = torch.randn(3, 17, 64, device=DEVICE)
-        assert_close(fast(inputs_embeds=embeds, attention_mask=mask)[0][mask.bool()],
-                     ref(inputs_embeds=embeds, attention_mask=mask)[0][mask.bool()], rel=1e-4,
-                     what="inputs_embeds")
-    assert calls["embeddings"] == 3
-
-
-def test_triton_fallbacks_left_padding_fully_masked_and_training(tmp_path):
-    ref, fast, calls = pair("DistilBertForSequenceClassification", tmp_path)
-    ids, mask = make_inputs("DistilBertModel", 3, 9, seed=4)
-    with torch.inference_mode():
-        left = mask.flip(-1)  # left padding: the model runs the padded reference path for this batch
-        assert_close(fast(ids, attention_mask=left).logits, ref(ids, attention_mask=left).logits, rel=1e-4,
-                     what="left padding")
-        mask[1] = 0  # a fully masked row: finite output
-        out = fast.distilbert(ids, attention_mask=mask).last_hidden_state
-    assert torch.isfinite(out).all()
-    fast.train()  # grad needed: reference ops, autograd works
-    fast(ids, attention_mask=mask, labels=torch.tensor([0, 1, 1], device=DEVICE)).loss.backward()
-    assert fast.classifier.weight.grad is not None
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("class_name", ["DistilBertModel", "DistilBertForQuestionAnswering"])
-def test_triton_16bit_close_to_fp32(class_name, dtype, tmp_path):
-    ref, fast, _ = pair(class_name, tmp_path, dtype=dtype, dim=64, n_heads=2)
-    assert fast.dtype == dtype
-    ids, mask = make_inputs(class_name, 3, 33, seed=6)
-    with torch.inference_mode():
-        r, f = ref(ids, attention_mask=mask), fast(ids, attention_mask=mask)
-    real = mask.bool()
-    for name in FIELDS:
-        rv = getattr(r, name, None)
-        if rv is None:
-            continue
-        fv = getattr(f, name).float()
-        assert torch.isfinite(fv).all()
-        if name == "last_hidden_state":
-            cos = torch.nn.functional.cosine_similarity(fv[real], rv[real], dim=-1)
-            assert cos.min() >= 0.999, f"{dtype} last_hidden_state cosine {cos.min():.5f}"
-        else:
-            cos = torch.nn.functional.cosine_similarity(fv[real], rv[real], dim=0)
-            assert cos >= 0.99, f"{name} cosine {cos:.4f}"
-
-
 @pytest.mark.parametrize("class_name", ["DistilBertModel", "DistilBertForSequenceClassification",
                                         "DistilBertForTokenClassification"])
 def test_cuda_graph_body_static_layout_equals_reference(class_name, tmp_path):
@@ -175,7 +96,7 @@ def test_cuda_graph_body_static_layout_equals_reference(class_name, tmp_path):
     mask[3] = 0  # a bucket-padding row (no tokens at all): finite, discarded by the runner
     with torch.inference_mode():
         r = ref(ids[:3], attention_mask=mask[:3])
-        s = T.static_forward(fast, ids, mask)
+        s = cuda_graphs.static_forward(fast, ids, mask)
     for name in FIELDS:
         sv = getattr(s, name, None)
         if sv is not None:
@@ -190,7 +111,7 @@ def test_availability_flags_and_table():
     import sys
 
     assert T.AVAILABLE and T.IMPORT_ERROR is None
-    table = T.op_table()
+    table = dbf.ops.resolve_backend("triton")
     assert table.name == "triton" and table.packed
     if torch.cuda.is_available():
         return
@@ -199,11 +120,13 @@ def test_availability_flags_and_table():
     code = ("import distilbert_fast.ops.triton as T\n"
             "assert not T.AVAILABLE, T.IMPORT_ERROR\n"
             "print(T.IMPORT_ERROR)\n"
-            "try:\n    T.op_table()\nexcept RuntimeError as e:\n    print('raised:', e)")
+            "from distilbert_fast import ops\n"
+            "try:\n    ops.resolve_backend('triton')\nexcept RuntimeError as e:\n    print('raised:', e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
-    assert "no CUDA device" in out.stdout and "raised: the triton backend is unavailable" in out.stdout
+    assert "no CUDA device" in out.stdout
+    assert "raised: backend='triton' was requested but is unavailable" in out.stdout
 
 
 def test_cuda_graph_runner_needs_cuda(tmp_path):
@@ -212,15 +135,13 @@ def test_cuda_graph_runner_needs_cuda(tmp_path):
     hf_model("DistilBertModel").save_pretrained(tmp_path)
     model = dbf.DistilBertModel.from_pretrained(tmp_path, backend="torch")
     with pytest.raises(RuntimeError, match="CUDA"):
-        T.CudaGraphRunner(model)
+        cuda_graphs.CudaGraphRunner(model)
 
 
 def test_cuda_graph_runner_call_path_with_a_stand_in_graph(tmp_path, monkeypatch):
     # Everything of CudaGraphRunner but the capture itself: bucket choice, padding the inputs into the static
     # buffers, the eager fallback, slicing the static outputs. The stand-in "graph" replays by running the
     # captured body (static_forward) on the static buffers and copying into the static outputs.
-    from distilbert_fast.ops.triton import cuda_graphs
-
     class StandInGraph:
         def __init__(self, runner, ids, mask, out):
             self.args = runner, ids, mask, out
@@ -228,8 +149,9 @@ def test_cuda_graph_runner_call_path_with_a_stand_in_graph(tmp_path, monkeypatch
         def replay(self):
             runner, ids, mask, out = self.args
             new = cuda_graphs.static_forward(runner.model, ids, mask, runner.table)
-            for name, v in new.items():
-                getattr(out, name).copy_(v)
+            for o, n in zip(getattr(out, "head_outputs", [out]), getattr(new, "head_outputs", [new])):
+                for name, v in n.items():
+                    getattr(o, name).copy_(v)
 
     def capture(self, bucket):
         ids = torch.zeros(bucket, dtype=torch.long, device=DEVICE)
@@ -238,11 +160,11 @@ def test_cuda_graph_runner_call_path_with_a_stand_in_graph(tmp_path, monkeypatch
             out = cuda_graphs.static_forward(self.model, ids, mask, self.table)
         return StandInGraph(self, ids, mask, out), ids, mask, out
 
-    monkeypatch.setattr(cuda_graphs, "_check_device", lambda model: None)
-    monkeypatch.setattr(cuda_graphs.CudaGraphRunner, "_capture", capture)
+    monkeypatch.setattr(cuda_graphs, "check_device", lambda model: None)
+    monkeypatch.setattr(cuda_graphs.CudaGraphRunner, "capture", capture)
     for class_name in ("DistilBertForTokenClassification", "DistilBertForSequenceClassification"):
         ref, fast, _ = pair(class_name, tmp_path / class_name)
-        runner = T.CudaGraphRunner(fast, buckets=((1, 8), (4, 16), (2, 32)))
+        runner = cuda_graphs.CudaGraphRunner(fast, buckets=((1, 8), (4, 16), (2, 32)))
         assert runner.bucket_for(3, 10) == (4, 16) and runner.bucket_for(1, 40) is None
         ids, mask = make_inputs(class_name, 3, 10, seed=9)
         with torch.inference_mode():
@@ -250,27 +172,47 @@ def test_cuda_graph_runner_call_path_with_a_stand_in_graph(tmp_path, monkeypatch
         got = runner(ids, mask)  # padded into the (4, 16) bucket
         assert got.logits.shape == r.logits.shape
         compare(got, r, mask, 1e-4, f"runner {class_name}")
-        assert (4, 16) in runner._graphs
+        assert (4, 16) in runner.graphs
         with pytest.warns(RuntimeWarning, match="right padding"):
             left = runner(ids, mask.flip(-1))  # left padding: eager forward, still exact
         with torch.inference_mode():
             assert_close(left.logits, ref(ids, attention_mask=mask.flip(-1)).logits, rel=1e-4, what="eager")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_triton_real_minilm(minilm_dir, dtype):
-    tok = dbf.DistilBertTokenizer.from_pretrained(minilm_dir)
-    enc = tok(SENTENCES[:4], padding=True, return_tensors="pt")
-    ids, mask = enc["input_ids"].to(DEVICE), enc["attention_mask"].to(DEVICE)
-    ref = dbf.DistilBertModel.from_pretrained(minilm_dir, backend="torch").to(DEVICE)
-    fast = dbf.DistilBertModel.from_pretrained(minilm_dir, backend="torch", dtype=dtype).to(DEVICE)
-    table, calls = counting_table()
-    use_table(fast, table)
+def test_cuda_graph_runner_multi_head_model_with_parallel_adapters(tmp_path, monkeypatch):
+    # DistilBertModelWithHeads through the runner: the static body runs the active Parallel adapter setup
+    # (the batch replicated at the first adapter layer, static layout included) and one head per channel; a
+    # per-sequence head (classification) is sliced by sequence only, a per-token head (tagging) by token.
+    torch.manual_seed(0)
+    model = dbf.DistilBertModelWithHeads(dbf.DistilBertConfig(**small_config()), backend="torch").eval()
+    model.add_adapter("a", config="seq_bn", reduction_factor=4)
+    model.add_adapter("b", config="seq_bn", reduction_factor=8)
+    model.add_classification_head("a", num_labels=3)
+    model.add_tagging_head("b", num_labels=5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # adapters start as identity: make them count
+    model.set_active_adapters(Parallel("a", "b"))
+    model.to(DEVICE)
+    ids, mask = make_inputs("DistilBertModel", 3, 10, seed=11)
     with torch.inference_mode():
-        r = ref(ids, attention_mask=mask)[0][mask.bool()]
-        f = fast(ids, attention_mask=mask)[0][mask.bool()].float()
-    assert calls["attention"] == 6
-    if dtype == torch.float32:
-        assert_close(f, r, rel=1e-4, what="MiniLM triton fp32")
-    else:
-        assert torch.nn.functional.cosine_similarity(f, r, dim=-1).min() >= 0.999
+        ref = model(ids, attention_mask=mask)  # eager, reference ops
+        fast = cuda_graphs.static_forward(model, *(torch.nn.functional.pad(t, (0, 6)) for t in (ids, mask)))
+    sliced = cuda_graphs.slice_output(fast, 3, 10)
+    assert isinstance(sliced, dbf.MultiHeadOutput) and len(sliced) == 2
+    assert sliced[0].logits.shape == ref[0].logits.shape == (3, 3)
+    assert sliced[1].logits.shape == ref[1].logits.shape == (3, 10, 5)
+    assert_close(sliced[0].logits, ref[0].logits, rel=1e-4, what="multi-head classification")
+    real = mask.bool()
+    assert_close(sliced[1].logits[real], ref[1].logits[real], rel=1e-4, what="multi-head tagging")
+
+    monkeypatch.setattr(cuda_graphs, "check_device", lambda model: None)
+    runner = cuda_graphs.CudaGraphRunner(model, buckets=((4, 16),))
+    key = runner.graph_key((4, 16))
+    assert "Parallel" in key[2] and key[3] == ("a", "b")
+    model.add_multiple_choice_head("mc", num_choices=2)
+    model.active_head = "mc"
+    with pytest.raises(NotImplementedError, match="multiple_choice"):
+        cuda_graphs.check_graphable(model)
+
+

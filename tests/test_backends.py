@@ -28,8 +28,7 @@ def test_unbuilt_cpp_is_a_clear_error_and_auto_falls_back_once(monkeypatch):
 
 def test_use_cuda_graphs_needs_a_gpu(tmp_path):
     import torch
-
-    from conftest import hf_model
+    from helpers import hf_model
 
     hf_model("DistilBertModel").save_pretrained(tmp_path)
     if not torch.cuda.is_available():
@@ -39,8 +38,7 @@ def test_use_cuda_graphs_needs_a_gpu(tmp_path):
 
 def test_cuda_graph_runner_serves_plain_inference_calls_only(tmp_path):
     import torch
-
-    from conftest import hf_model
+    from helpers import hf_model
 
     hf_model("DistilBertModel").save_pretrained(tmp_path)
     model = dbf.DistilBertModel.from_pretrained(tmp_path, backend="torch")
@@ -50,7 +48,7 @@ def test_cuda_graph_runner_serves_plain_inference_calls_only(tmp_path):
         calls.append((args, kwargs))
         return torch.nn.Module.__call__(model, *args, **kwargs)
 
-    model.__dict__["_cuda_graphs"] = runner
+    model.set_call_runner(runner)
     ids = torch.randint(1, 100, (2, 5))
     with torch.inference_mode():
         a = model(ids, attention_mask=torch.ones_like(ids))

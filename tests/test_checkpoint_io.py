@@ -331,6 +331,51 @@ def test_resolve_from_offline_cache(offline_cache):
     assert path.resolve() == snap.resolve()
 
 
+def test_sharded_checkpoint_in_the_hub_cache_layout_loads(tmp_path, monkeypatch):
+    # The Hugging Face cache: snapshots/<commit>/<file> are symlinks to ../../blobs/<hash>. The shards of a
+    # sharded checkpoint therefore resolve outside the snapshot folder, into blobs/: allowed. A link that
+    # leaves the repo's cache folder, or a name with "..", is still refused.
+    import hashlib
+
+    import huggingface_hub.constants as hf_constants
+
+    import distilbert_fast as dbf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    model = dbf.DistilBertModel(dbf.DistilBertConfig(vocab_size=50, dim=16, n_heads=2, n_layers=2,
+                                                     hidden_dim=24, max_position_embeddings=32),
+                                backend="torch")
+    plain = tmp_path / "plain"
+    model.save_pretrained(plain, max_shard_size=20_000)
+    files = sorted(p.name for p in plain.iterdir())
+    assert "model.safetensors.index.json" in files and len(files) >= 4  # config, index, >= 2 shards
+    repo = tmp_path / "cache" / "models--org--sharded"
+    snap, blobs = repo / "snapshots" / _COMMIT, repo / "blobs"
+    snap.mkdir(parents=True)
+    blobs.mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(_COMMIT)
+    for name in files:
+        data = (plain / name).read_bytes()
+        blob = blobs / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snap / name).symlink_to(Path("..", "..", "blobs", blob.name))  # relative, as huggingface_hub does
+    assert all((snap / n).is_symlink() for n in files)
+    loaded = dbf.DistilBertModel.from_pretrained("org/sharded", cache_dir=tmp_path / "cache", backend="torch")
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+    # a shard link that points outside the repo's cache folder is refused
+    shard = next(n for n in files if n.startswith("model-"))
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((plain / shard).read_bytes())
+    (snap / shard).unlink()
+    (snap / shard).symlink_to(outside)
+    with pytest.raises(CheckpointError, match="link that points outside"):
+        load_state_dict(snap)
+
+
 def test_resolve_unknown_repo_offline(offline_cache):
     cache, _, _ = offline_cache
     with pytest.raises(CheckpointError, match=r"'org/unknown' is neither a local directory.*offline") as ei:

@@ -92,7 +92,8 @@ def test_run_jsonl_killed_and_resumed(workdir):
     resumed = cli(*args)
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
-    assert "incomplete last line" in resumed.stderr and "resuming" in resumed.stderr
+    # the chunk the kill cut is recomputed whole (jobs.py), so resuming may restart at row 0 here
+    assert "incomplete last line" in resumed.stderr
     rows = read_rows(out)
     assert [r["index"] for r in rows] == list(range(N_ROWS))  # every row once, in order
 

@@ -5,10 +5,9 @@ import copy
 
 import pytest
 import torch
+from helpers import HEADS, assert_close, hf_model, make_inputs
 
-from conftest import HEADS, assert_close, hf_model
 from distilbert_fast.hf import optimize, restore
-from test_modeling import make_inputs
 
 TEXTS = ["The movie was surprisingly good.", "I would not recommend this restaurant to anyone at all.",
          "Paris is the capital of [MASK].", "Angela Merkel met Emmanuel Macron in Berlin on Monday.", "ok"]

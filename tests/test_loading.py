@@ -8,11 +8,10 @@ import shutil
 
 import pytest
 import torch
+from helpers import HEADS, SENTENCES, assert_close, hf_model, make_inputs, small_config
 
 import distilbert_fast as dbf
-from conftest import HEADS, assert_close, hf_model, small_config
 from distilbert_fast.checkpoint import CheckpointError
-from test_modeling import make_inputs
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +20,6 @@ def _reference_backend(monkeypatch):
     # the fused backends are compared against it in test_backend_*.py.
     monkeypatch.setenv("DISTILBERT_FAST_BACKEND", "torch")
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "A man is playing a guitar on stage.",
-    "Stock markets fell sharply after the central bank raised interest rates.",
-    "Photosynthesis converts light energy into chemical energy in plants.",
-    "She didn't think the café on Rue de Rivoli would still be open at midnight!",
-    "Hi",
-]
 
 
 @pytest.mark.parametrize("class_name", HEADS)

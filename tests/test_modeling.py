@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import HEADS, assert_close, hf_model, make_inputs, small_config
 
 import distilbert_fast as dbf
-from conftest import HEADS, assert_close, hf_model, small_config
 
 
 @pytest.fixture(autouse=True)
@@ -22,17 +22,6 @@ CONFIGS = {
     "gelu_new-sinusoidal": dict(activation="gelu_new", sinusoidal_pos_embds=True),
     "head_dim_32": dict(dim=64, n_heads=2, hidden_dim=80),
 }
-
-
-def make_inputs(class_name: str, batch: int, seq: int, seed: int, vocab: int = 101, choices: int = 3):
-    """Random ids with a padded batch: row 0 full, others with random lengths (at least one token)."""
-    g = torch.Generator().manual_seed(seed)
-    lead = (batch, choices) if class_name == "DistilBertForMultipleChoice" else (batch,)
-    ids = torch.randint(1, vocab, (*lead, seq), generator=g)
-    lengths = torch.randint(1, seq + 1, lead, generator=g)
-    lengths.view(-1)[0] = seq
-    mask = (torch.arange(seq) < lengths[..., None]).long()
-    return ids, mask
 
 
 def load_pair(class_name, tmp_path, cfg_name, seed=0, **extra):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_close
 
-from conftest import assert_close
 from distilbert_fast.ops import cpp
 from distilbert_fast.ops import reference as R
 from distilbert_fast.packing import Layout
@@ -178,7 +178,7 @@ def loop_reference(q, k, v, cu, n_heads, scale, head_mask=None):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lens", [[1], [33], [257], [512], [5, 0, 33, 1, 128, 0, 64, 65], [0, 7], [16, 48]],
-                         ids=lambda l: "-".join(map(str, l)))
+                         ids=lambda lens: "-".join(map(str, lens)))
 @pytest.mark.parametrize("head_dim", [64, 32])
 def test_varlen_attention(dtype, lens, head_dim):
     n_heads = 2 if head_dim == 64 else 4

@@ -1,8 +1,8 @@
 """Each Triton kernel (distilbert_fast/ops/triton) against the reference ops, on fresh random inputs.
 
-Runs under Triton's numpy interpreter (TRITON_INTERPRET=1, set below before anything imports triton) on CPU
-tensors, so CI proves the kernels without a GPU; with TRITON_INTERPRET=0 on a CUDA machine the same tests
-run the compiled kernels on the GPU. The interpreter is slow (~ms per program instance), so shapes are tiny,
+Runs under Triton's numpy interpreter (TRITON_INTERPRET=1, set in conftest.py before anything imports
+triton) on CPU tensors, so CI proves the kernels without a GPU; with TRITON_INTERPRET=0 on a CUDA machine the
+same tests run the compiled kernels on the GPU. The interpreter is slow (~ms per program instance), so shapes are tiny,
 but every edge is covered: lengths 1/17/64/65/130, mixed batches, zero-length sequences, masks, odd widths,
 row-strided views, head_dim 8/24/32/64, fp32 / bf16 / fp16.
 
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 pytest.importorskip("triton", reason="triton is not installed (pip install 'distilbert_fast[triton]')")
 
+from helpers import assert_close  # noqa: E402
+
 import distilbert_fast.ops.triton as T  # noqa: E402
-from conftest import assert_close  # noqa: E402
 from distilbert_fast.ops import reference  # noqa: E402
 from distilbert_fast.ops.triton import _utils  # noqa: E402
 from distilbert_fast.packing import Layout  # noqa: E402
@@ -375,3 +374,34 @@ def test_kernels_compile_for_h100_without_spills():
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0 and "compile check: OK" in proc.stdout, \
         proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+# ---- torch.library.opcheck: schema, fake (meta) kernel, autograd registration, dispatch -------------------
+
+def _triton_opcheck_cases():
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape, dtype=torch.float32):
+        return torch.randn(*shape, generator=g).to(DEVICE, dtype)
+
+    x, res, w, b = r(5, 24), r(5, 24), r(24), r(24)
+    yield "add_layer_norm", (x, res, w, b, 1e-12)
+    yield "add_layer_norm", (x.bfloat16(), None, w, b, 1e-5)
+    yield "linear", (r(3, 24), r(16, 24), r(16), "gelu", None)
+    yield "linear", (r(3, 24, dtype=torch.bfloat16), r(24, 24, dtype=torch.bfloat16), None, None,
+                     r(3, 24, dtype=torch.bfloat16))
+    ids = torch.tensor([0, 10, 3], device=DEVICE)
+    pos = torch.tensor([0, 1, 6], device=DEVICE)
+    yield "embeddings", (ids, None, pos, r(11, 24), r(7, 24), w, b, 1e-12)
+    yield "embeddings", (None, r(3, 24), pos, r(11, 24), r(7, 24), w, b, 1e-12)
+    q, k, v = r(9, 32), r(9, 32), r(9, 32)
+    cu = torch.tensor([0, 3, 3, 9], dtype=torch.int32, device=DEVICE)
+    yield "varlen_attention", (q, k, v, cu, 6, 4, 0.35, None, None)
+    yield "varlen_attention", (q, k, v, cu, 6, 4, 0.35, torch.tensor([1.0, 0.0, 1.0, 0.5], device=DEVICE),
+                               torch.tensor([2, 0, 6], dtype=torch.int32, device=DEVICE))
+
+
+@pytest.mark.parametrize("case", list(_triton_opcheck_cases()), ids=lambda c: c[0])
+def test_triton_opcheck(case):
+    name, args = case
+    torch.library.opcheck(getattr(torch.ops.distilbert_fast_triton, name).default, args)

@@ -12,8 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from conftest import hf_model
+from helpers import hf_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -232,7 +231,7 @@ def brute_force_qa(hf, htok, question, context, top_k=1, max_seq_len=384, doc_st
         ctx = [i for i, sid in enumerate(seq) if sid == 1]
         allowed = [0] + ctx
 
-        def softmax(logits):
+        def softmax(logits, allowed=allowed):
             m = max(logits[i] for i in allowed)
             z = sum(math.exp(logits[i] - m) for i in allowed)
             return {i: math.exp(logits[i] - m) / z for i in allowed}

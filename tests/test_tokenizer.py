@@ -11,6 +11,7 @@ Sources compared (the `pair` fixture):
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -24,14 +25,16 @@ import pytest
 import torch
 
 try:
-    from distilbert_fast.tokenization import BatchEncoding, DistilBertTokenizer
+    from distilbert_fast import tokenization
 except ImportError:  # the package __init__ imports modules that may be mid-edit; the tokenizer is standalone
-    _path = os.path.join(os.path.dirname(__file__), os.pardir, "distilbert_fast", "tokenization.py")
-    _spec = importlib.util.spec_from_file_location("distilbert_fast_tokenization", _path)
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _module
-    _spec.loader.exec_module(_module)
-    BatchEncoding, DistilBertTokenizer = _module.BatchEncoding, _module.DistilBertTokenizer
+    # Load tokenization.py (and its sibling tokenization_utils.py) as a package of their own, skipping
+    # distilbert_fast/__init__.py.
+    _spec = importlib.machinery.ModuleSpec("_dbf_tokenization", None, is_package=True)
+    _package = importlib.util.module_from_spec(_spec)
+    _package.__path__ = [os.path.join(os.path.dirname(__file__), os.pardir, "distilbert_fast")]
+    sys.modules[_spec.name] = _package
+    tokenization = importlib.import_module("_dbf_tokenization.tokenization")
+BatchEncoding, DistilBertTokenizer = tokenization.BatchEncoding, tokenization.DistilBertTokenizer
 
 transformers = pytest.importorskip("transformers")
 from tokenizers.models import WordPiece  # noqa: E402

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from . import reference
+from . import int8, reference
 
 BACKEND_ENV = "DISTILBERT_FAST_BACKEND"
 BACKENDS = ("auto", "cpp", "triton", "torch")
@@ -31,8 +31,8 @@ class OpTable:
     embeddings: Callable  # (emb_module, input_ids|None, inputs_embeds|None, position_ids) -> (N, D)
     qkv: Callable  # (attention_module, x) -> q, k, v  each (N, D)
     linear: Callable  # (nn.Linear, x, act=None) -> act(x W^T + b)
-    add_layer_norm: Callable  # (nn.LayerNorm, x, residual) -> LN(x + residual)
-    layer_norm: Callable  # (nn.LayerNorm, x) -> LN(x)
+    add_layer_norm: Callable  # (nn.LayerNorm, x, residual) -> LN(x + residual), eps = the module's ln.eps
+    layer_norm: Callable  # (nn.LayerNorm, x) -> LN(x), eps = ln.eps
     attention: Callable  # (q, k, v, layout, n_heads, head_mask, dropout_p, need_weights) -> (ctx, probs)
     prepare: Callable = lambda: None  # process-level set-up, run when a model is prepared for inference
 
@@ -51,7 +51,8 @@ def _cpp_prepare() -> None:
 # --- reference table ----------------------------------------------------------------------------------------
 def _ref_embeddings(emb, input_ids, inputs_embeds, position_ids):
     return reference.embeddings(input_ids, inputs_embeds, position_ids, emb.word_embeddings.weight,
-                                emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias)
+                                emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
+                                emb.LayerNorm.eps)
 
 
 def _ref_qkv(attn, x):
@@ -64,10 +65,11 @@ TORCH = OpTable(
     embeddings=_ref_embeddings,
     qkv=_ref_qkv,
     linear=lambda lin, x, act=None: reference.linear(x, lin.weight, lin.bias, act),
-    add_layer_norm=lambda ln, x, residual: reference.add_layer_norm(x, residual, ln.weight, ln.bias),
-    layer_norm=lambda ln, x: reference.layer_norm(x, ln.weight, ln.bias),
+    add_layer_norm=lambda ln, x, residual: reference.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps),
+    layer_norm=lambda ln, x: reference.layer_norm(x, ln.weight, ln.bias, ln.eps),
     attention=reference.attention,
 )
+TORCH = int8.with_int8(TORCH, int8.TorchKernels)  # quantized modules (quantize="int8") run int8 (ops/int8)
 
 
 # --- cpp table ------------------------------------------------------------------------------------------------
@@ -80,9 +82,11 @@ def _build_cpp_table() -> OpTable | None:
     def embeddings(emb, input_ids, inputs_embeds, position_ids):
         if inputs_embeds is None:
             return cpp.embeddings(input_ids, position_ids, emb.word_embeddings.weight,
-                                  emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias)
+                                  emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
+                                  emb.LayerNorm.eps)
         pos = emb.position_embeddings.weight.index_select(0, position_ids)
-        return cpp.add_layer_norm(inputs_embeds.contiguous(), pos, emb.LayerNorm.weight, emb.LayerNorm.bias)
+        return cpp.add_layer_norm(inputs_embeds.contiguous(), pos, emb.LayerNorm.weight, emb.LayerNorm.bias,
+                                  emb.LayerNorm.eps)
 
     def qkv(attn, x):
         # One GEMM for the three projections; q, k, v are column views of its (N, 3D) output, which the
@@ -92,20 +96,28 @@ def _build_cpp_table() -> OpTable | None:
 
     def attention(q, k, v, layout, n_heads, head_mask, dropout_p, need_weights):
         hd = q.shape[1] // n_heads
-        ctx = cpp.varlen_attention(q, k, v, layout.cu_seqlens, layout.max_seqlen, n_heads, hd**-0.5, head_mask)
+        # seqused: a sequence's keys are its first seqused[s] rows (its real tokens); rows after them are
+        # padded positions a loss reads, computed as queries only (packing.Layout.packed_from_mask).
+        ctx = cpp.varlen_attention(q, k, v, layout.cu_seqlens, layout.max_seqlen, n_heads, hd**-0.5, head_mask,
+                                   layout.seqused)
         return ctx, None
 
-    return OpTable(
+    table = OpTable(
         name="cpp",
         packed=True,
         embeddings=embeddings,
         qkv=qkv,
         linear=lambda lin, x, act=None: onednn.packed(lin, [lin])(x, act),
-        add_layer_norm=lambda ln, x, residual: cpp.add_layer_norm(x, residual, ln.weight, ln.bias),
-        layer_norm=lambda ln, x: cpp.layer_norm(x, ln.weight, ln.bias),
+        add_layer_norm=lambda ln, x, residual: cpp.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps),
+        layer_norm=lambda ln, x: cpp.layer_norm(x, ln.weight, ln.bias, ln.eps),
         attention=attention,
         prepare=_cpp_prepare,
     )
+    from .int8 import cpp as int8_cpp
+
+    if not int8_cpp.available():  # a _C without the int8 kernels: quantized modules run the reference int8
+        return int8.with_int8(table, int8.TorchKernels)
+    return int8.with_int8(table, int8_cpp.CppKernels)
 
 
 # --- triton table ---------------------------------------------------------------------------------------------
@@ -162,8 +174,15 @@ def available_backends() -> list[str]:
     return [name for name in ("triton", "cpp", "torch") if _table(name) is not None]
 
 
+def unavailable_reason(name: str) -> str | None:
+    """Why backend `name` cannot run in this process; None when it can."""
+    if _table(name) is not None:
+        return None
+    return _UNAVAILABLE.get(name, "not built")
+
+
 _HOW_TO_GET = {
-    "cpp": "Build the C++ extension with `pip install --no-build-isolation -e .` (needs a C++ compiler and torch).",
+    "cpp": "`distilbert-fast info` shows the C++ extension's state; README 'Install' says how it is built.",
     "triton": "Install triton and run on CUDA tensors (or set TRITON_INTERPRET=1 to run the kernels on CPU).",
 }
 
@@ -196,4 +215,16 @@ def resolve_backend(backend: str | None = None, device=None) -> OpTable:
     return _TABLES[requested]
 
 
-__all__ = ["OpTable", "available_backends", "resolve_backend", "reference", "TORCH"]
+def drop_prepared(model) -> None:
+    """Forget every backend's per-module prepared weights under `model` (oneDNN-packed GEMM weights, cached
+    fused QKV): the next call rebuilds them from the current parameters."""
+    for m in model.modules():
+        for key in [k for k in m.__dict__ if k.startswith(_PREPARED_PREFIXES)]:
+            del m.__dict__[key]  # the ops recreate it on their next call
+
+
+# __dict__ keys under which ops keep per-module prepared weights (onednn.packed, triton fused QKV).
+_PREPARED_PREFIXES = ("_dbf_packed", "_dbf_triton_qkv")
+
+
+__all__ = ["OpTable", "available_backends", "resolve_backend", "unavailable_reason", "reference", "TORCH", "drop_prepared"]

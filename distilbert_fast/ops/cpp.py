@@ -1,12 +1,14 @@
 """C++ CPU kernels (csrc/, built as `distilbert_fast._C`): guarded import, fake kernels, thin wrappers.
 
-`AVAILABLE` says whether the extension loaded; `IMPORT_ERROR` says why not (None when it did). Setting
-DISTILBERT_FAST_NO_EXT=1 disables it at runtime too. The ops live under `torch.ops.distilbert_fast`:
+`AVAILABLE` says whether the extension loaded (a prebuilt `_C` matching this torch, or one compiled on first
+use: ops/_build.py), `BUILD_INFO` how it was built, `IMPORT_ERROR` why not and how to fix it (None when it
+loaded). Setting DISTILBERT_FAST_NO_EXT=1 disables it at runtime too. The ops live under
+`torch.ops.distilbert_fast`:
 
     add_layer_norm(Tensor x, Tensor? residual, Tensor weight, Tensor bias, float eps) -> Tensor
     bias_act(Tensor x, Tensor bias, str act) -> Tensor
     varlen_attention(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens, int max_seqlen, int n_heads,
-                     float scale, Tensor? head_mask) -> Tensor
+                     float scale, Tensor? head_mask, Tensor? seqused=None) -> Tensor
     embeddings(Tensor input_ids, Tensor position_ids, Tensor word_weight, Tensor pos_weight,
                Tensor ln_weight, Tensor ln_bias, float eps) -> Tensor
 
@@ -17,25 +19,25 @@ registered, so callers that need gradients use the reference ops.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
 LAYER_NORM_EPS = 1e-12
 
 AVAILABLE: bool = False
 IMPORT_ERROR: str | None = None
+BUILD_INFO: dict | None = None  # how the loaded library was built and where it came from (see _build.load)
 
-if os.environ.get("DISTILBERT_FAST_NO_EXT", "0") == "1":
-    IMPORT_ERROR = "disabled by DISTILBERT_FAST_NO_EXT=1"
-else:
-    try:
-        # loading the library registers torch.ops.distilbert_fast.*
-        from distilbert_fast import _C  # noqa: F401
+# Loading the library registers torch.ops.distilbert_fast.*: a matching prebuilt _C, else a per-machine
+# build compiled on first use against this torch (ops/_build.py says when and why).
+try:
+    from . import _build
 
-        AVAILABLE = True
-    except Exception as e:  # not built (no compiler, DISTILBERT_FAST_NO_EXT at install), or ABI mismatch
-        IMPORT_ERROR = f"{type(e).__name__}: {e}"
+    BUILD_INFO = _build.load()
+    AVAILABLE = True
+except _build.ExtensionUnavailable as e:
+    IMPORT_ERROR = str(e)
+except Exception as e:  # an unexpected failure must not break the pure-PyTorch path
+    IMPORT_ERROR = f"{type(e).__name__}: {e}"
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 
@@ -54,7 +56,7 @@ def _register_fakes() -> None:
         return x.new_empty(x.shape)
 
     @torch.library.register_fake("distilbert_fast::varlen_attention")
-    def _varlen_attention_fake(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask):
+    def _varlen_attention_fake(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused=None):
         torch._check(q.dim() == 2, lambda: "varlen_attention: q must be 2-D")
         return q.new_empty(q.shape)
 
@@ -99,13 +101,15 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor, act: str) -> torch.Tensor:
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
                      max_seqlen: int, n_heads: int, scale: float,
-                     head_mask: torch.Tensor | None = None) -> torch.Tensor:
+                     head_mask: torch.Tensor | None = None, seqused: torch.Tensor | None = None) -> torch.Tensor:
     """Packed multi-head attention: for every sequence s (rows cu_seqlens[s]:cu_seqlens[s+1]) and head h,
     softmax(scale * Q K^T) V, probabilities times head_mask[h] if given. q, k, v: (N, n_heads*head_dim)
-    -> (N, n_heads*head_dim) contiguous. cu_seqlens: (B+1,) int32."""
+    -> (N, n_heads*head_dim) contiguous. cu_seqlens: (B+1,) int32. seqused: (B,) int32 or None: sequence s
+    attends to its first seqused[s] rows only as keys (all of its rows are still queries); a sequence with
+    no keys gives zeros."""
     _require()
     return torch.ops.distilbert_fast.varlen_attention(q, k, v, cu_seqlens, int(max_seqlen), int(n_heads),
-                                                      float(scale), head_mask)
+                                                      float(scale), head_mask, seqused)
 
 
 def embeddings(input_ids: torch.Tensor, position_ids: torch.Tensor, word_weight: torch.Tensor,
@@ -148,5 +152,5 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-__all__ = ["AVAILABLE", "IMPORT_ERROR", "ACTIVATIONS", "add_layer_norm", "layer_norm", "bias_act",
-           "varlen_attention", "embeddings", "keep_freed_memory"]
+__all__ = ["AVAILABLE", "IMPORT_ERROR", "BUILD_INFO", "ACTIVATIONS", "add_layer_norm", "layer_norm",
+           "bias_act", "varlen_attention", "embeddings", "keep_freed_memory"]

@@ -5,24 +5,92 @@ fp32). oneDNN with the weight reordered once into its blocked layout (`mkldnn::_
 the activation applied in the GEMM epilogue (`mkldnn::_linear_pointwise`) reaches ~330-480 GFLOP/s fp32 and
 ~900 in bf16 on this machine, and saves one read+write of the (tokens, 3072) FFN activation.
 
-The packed weight is cached on the module it came from and rebuilt only when that weight changes (new
-dtype, device, storage or in-place update): the cost is paid once when the model is prepared for inference,
-never per call.
+The packed weight is a copy, cached on the module it came from. It must never be stale: every call checks
+that the source weights are unchanged and repacks when they are not (see `_fingerprint` for what the check
+sees and what it costs); `drop_packed(model)` forgets every copy (prepare_for_inference() calls it).
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
+
+# Bounded memory for any mix of input shapes (issue 11). oneDNN builds a primitive per GEMM shape, i.e. per
+# token count, and keeps it in two LRU caches: oneDNN's own (ONEDNN_PRIMITIVE_CACHE_CAPACITY) and torch's
+# ideep cache (LRU_CACHE_CAPACITY), both 1024 entries by default. With varying token counts each call adds
+# ~4 new primitives. bench/soak.py (MiniLM, random 1-16 x 1-256, shared 2-core Xeon) measured RSS growth
+# between call 100 and 300: +394 MB with the defaults, +116 MB capping only oneDNN's cache, +186 MB capping
+# only torch's, +2 MB capping both at 8; capping both at 64 still grew ~+100 MB over 200 calls. Speed: 244 vs
+# 234 tokens/s (capped vs default) on random shapes, and 231.6 vs 238.9 ms per 1x~128 forward when cycling
+# five shapes (20 primitives, so the capped cache misses every call): rebuilding a primitive is lost in the
+# noise of a forward. Set here, before this process runs its first oneDNN op; a value the user set wins.
+# (They are read once: if something in the process ran oneDNN before distilbert_fast loaded its cpp backend,
+# the defaults stay.)
+PRIMITIVE_CACHE_CAPACITY = 8
+for _var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+    os.environ.setdefault(_var, str(PRIMITIVE_CACHE_CAPACITY))
 
 # activation name -> (oneDNN post-op attr, algorithm). "gelu"+"none" is the exact erf GELU, "tanh" the
 # gelu_new form; "swish" with the default alpha of 1 is SiLU.
 _POST_OPS = {None: ("none", None), "gelu": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
              "relu": ("relu", None), "silu": ("swish", None)}
 _BATCH_HINT = 512  # tokens per call the blocked layout is tuned for; any batch size still works
+_ATTR = "_dbf_packed"
+
+# Elements sampled per weight tensor by the freshness check. Why a sampled fingerprint (measured on the
+# 2-core Xeon, MiniLM-L6 cpp, 24 packed GEMMs per forward; see issue 11 / README "Guarantees"):
+#  * (data_ptr, _version) alone (the old key, ~3.5 us per GEMM in Python) misses every edit that bypasses
+#    autograd's version counter: `w.data.mul_(3)`, `w.data.copy_(...)`, numpy views, and it raises for
+#    inference tensors (models built under torch.inference_mode()).
+#  * A full checksum reads every weight each call: 42 MB for MiniLM, ~4 ms, ~20% of a 1x128 forward.
+#  * The C++ `weights_fingerprint` op mixes identity, version and 16 sampled elements per tensor into one
+#    int: ~2.5 us per GEMM including the Python call, well under 1% of a 1x128 forward. It catches any
+#    change of identity/dtype/device/shape, any version bump, and every whole-tensor edit (scale, copy, fill,
+#    re-init) by any route. An untracked edit (through `.data`, numpy or ctypes) of a few elements none of
+#    which is sampled is NOT seen: after such edits call `model.prepare_for_inference()`, which always
+#    repacks. Tracked in-place edits (`w.mul_()` under no_grad, optimizer steps, load_state_dict) bump the
+#    version and are always seen.
+FINGERPRINT_SAMPLES = 16
 
 
 def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _sources(linears: list[nn.Linear]) -> list[torch.Tensor]:
+    # _parameters lookups, not `lin.weight`: nn.Module.__getattr__ costs ~0.3 us each, paid every call.
+    out = []
+    for lin in linears:
+        params = lin._parameters
+        out.append(params["weight"])
+        b = params.get("bias")
+        if b is not None:
+            out.append(b)
+    return out
+
+
+_OP: list = [None]  # the C++ op, looked up once (torch.ops attribute access costs ~1 us)
+
+
+def _fingerprint(tensors: list[torch.Tensor]) -> object:
+    op = _OP[0]
+    if op is None:
+        from . import cpp  # loads the extension (registers torch.ops.distilbert_fast) if it can
+
+        op = _OP[0] = torch.ops.distilbert_fast.weights_fingerprint if cpp.AVAILABLE and hasattr(
+            torch.ops.distilbert_fast, "weights_fingerprint") else False
+    if op is not False:
+        return op(tensors, FINGERPRINT_SAMPLES)
+    # Without the C++ op (a build that predates it): identity + version only, documented as weaker.
+    return tuple((t.data_ptr(), 0 if t.is_inference() else t._version, t.dtype, t.device, t.shape)
+                 for t in tensors)
+
+
+def weights_key(linears: list[nn.Linear]) -> object:
+    """What a prepared copy of these layers' weights must be rebuilt on: equal keys = unchanged weights (up to
+    the sampling documented above; on CUDA tensors identity + version only, no device reads per call)."""
+    return _fingerprint(_sources(linears))
 
 
 class PackedLinear:
@@ -30,21 +98,24 @@ class PackedLinear:
     concatenated into one GEMM: one pass over x, a wider N for better efficiency."""
 
     def __init__(self, linears: list[nn.Linear]):
-        w = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 else linears[0].weight.detach()
-        biases = [lin.bias for lin in linears]
-        self.bias = None if biases[0] is None else torch.cat([b.detach() for b in biases]).contiguous()
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), _BATCH_HINT)
+        with torch.no_grad():
+            w = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 \
+                else linears[0].weight.detach()
+            biases = [lin.bias for lin in linears]
+            self.bias = None if biases[0] is None else torch.cat([b.detach() for b in biases]).contiguous()
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), _BATCH_HINT)
+        self.dtype, self.device = w.dtype, w.device
         self.out_features = w.shape[0]
 
     def __call__(self, x: torch.Tensor, act: str | None = None) -> torch.Tensor:
+        if x.dtype != self.dtype or x.device != self.device:
+            # Reached when the weights were converted (.to()) while this call was running: a clear error
+            # instead of oneDNN's "could not create a primitive descriptor".
+            raise RuntimeError(f"linear: input is {x.dtype} on {x.device} but the layer's weights are "
+                               f"{self.dtype} on {self.device}; the model's dtype/device changed during the "
+                               "call (a .to() in another thread?), or inputs_embeds has the wrong dtype")
         attr, algorithm = _POST_OPS[act]
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, attr, [], algorithm)
-
-
-def _key(linears: list[nn.Linear]) -> tuple:
-    # _version changes on in-place updates (optimizer steps, load_state_dict copies).
-    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for lin in linears
-                 for p in (lin.weight, lin.bias) if p is not None)
 
 
 class _Cache:
@@ -52,7 +123,7 @@ class _Cache:
     tensors can be neither copied nor serialised) and repack on first use."""
 
     def __init__(self):
-        self.key, self.value = None, None
+        self.entry: tuple | None = None  # (fingerprint, PackedLinear), replaced as one object (thread-safe)
 
     def __deepcopy__(self, memo):
         return _Cache()
@@ -61,12 +132,26 @@ class _Cache:
         return (_Cache, ())
 
 
-def packed(owner: nn.Module, linears: list[nn.Linear], attr: str = "_dbf_packed") -> PackedLinear:
-    """The PackedLinear for `linears`, cached on `owner` under `attr`; rebuilt only when a weight changed."""
+def packed(owner: nn.Module, linears: list[nn.Linear], attr: str = _ATTR) -> PackedLinear:
+    """The PackedLinear for `linears`, cached on `owner` under `attr`; repacked whenever the fingerprint of
+    the source weights changed since it was built."""
     cache = owner.__dict__.get(attr)
     if cache is None:
         cache = owner.__dict__[attr] = _Cache()
-    key = _key(linears)
-    if cache.key != key:
-        cache.key, cache.value = key, PackedLinear(linears)
-    return cache.value
+    key = weights_key(linears)
+    entry = cache.entry
+    if entry is None or entry[0] != key:
+        entry = cache.entry = (key, PackedLinear(linears))  # a racing reader sees the old or the new pair
+    return entry[1]
+
+
+def drop_packed(model: nn.Module) -> int:
+    """Forget every packed copy under `model` (the next call repacks from the current weights). Returns how
+    many were dropped."""
+    n = 0
+    for m in model.modules():
+        cache = m.__dict__.get(_ATTR)
+        if isinstance(cache, _Cache) and cache.entry is not None:
+            cache.entry = None
+            n += 1
+    return n

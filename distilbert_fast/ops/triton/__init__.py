@@ -14,7 +14,8 @@ numpy interpreter, which runs the same kernels on CPU tensors; that is how the t
 `torch.ops.distilbert_fast_triton.*` with a fake kernel, which is what torch.compile traces; eager calls
 launch the kernels directly (the custom-op dispatcher would cost more than a small-batch kernel).
 
-`CudaGraphRunner` (cuda_graphs.py) captures the whole forward per (batch, seq) bucket and replays it.
+Kernels know nothing of models: the whole-model CUDA-graph runner is the runtime module
+distilbert_fast/cuda_graphs.py, above the models.
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ except Exception as e:  # not installed (pip install 'distilbert_fast[triton]'),
 else:
     try:
         from .attention import attention, varlen_attention
-        from .cuda_graphs import DEFAULT_BUCKETS, CudaGraphRunner, static_forward, use_cuda_graphs
         from .embeddings import embeddings, embeddings_rows
         from .layer_norm import add_layer_norm, add_layer_norm_rows, layer_norm
         from .linear import fused_qkv_weights, linear, linear_fused, qkv
@@ -50,26 +50,16 @@ if "attention" not in globals():  # kernels not loaded: keep the names importabl
 
     embeddings = qkv = linear = add_layer_norm = layer_norm = attention = _unavailable
     embeddings_rows = linear_fused = fused_qkv_weights = add_layer_norm_rows = varlen_attention = _unavailable
-    static_forward = use_cuda_graphs = CudaGraphRunner = _unavailable
-    DEFAULT_BUCKETS = ()
 
 
-def op_table():
-    """The triton OpTable (packed layout). Raises a clear error when the kernels cannot run here."""
-    if not AVAILABLE:
-        raise RuntimeError(f"the triton backend is unavailable: {IMPORT_ERROR}")
-    from distilbert_fast.ops import OpTable
-
-    return OpTable(name="triton", packed=True, embeddings=embeddings, qkv=qkv, linear=linear,
-                   add_layer_norm=add_layer_norm, layer_norm=layer_norm, attention=attention)
+# The OpTable of these functions is built by distilbert_fast.ops (resolve_backend("triton")): the kernels
+# package never imports the table layer above it.
 
 
 __all__ = [
-    "AVAILABLE", "IMPORT_ERROR", "op_table",
+    "AVAILABLE", "IMPORT_ERROR",
     # op-table functions (exact OpTable signatures)
     "embeddings", "qkv", "linear", "add_layer_norm", "layer_norm", "attention",
     # lower-level tensor functions
     "embeddings_rows", "linear_fused", "fused_qkv_weights", "add_layer_norm_rows", "varlen_attention",
-    # CUDA graphs
-    "CudaGraphRunner", "DEFAULT_BUCKETS", "static_forward", "use_cuda_graphs",
 ]

@@ -241,7 +241,7 @@ def attention(q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 
     if need_weights:
         raise NotImplementedError("triton attention does not materialise attention probabilities (the model "
                                   "runs the reference ops when output_attentions=True)")
-    seqused = getattr(layout, "seqused", None)  # cuda_graphs.StaticLayout: padded rows, right-padded keys
+    seqused = getattr(layout, "seqused", None)  # Layout.static: padded rows, right-padded keys
     if layout.packed or seqused is not None:
         cu, max_seqlen = layout.cu_seqlens, layout.max_seqlen
     elif layout.attention_mask is None:

@@ -15,7 +15,7 @@ import triton.language as tl
 from torch import nn
 
 from ._utils import LAYER_NORM_EPS, check_rows
-from .layer_norm import _row_layer_norm, row_block_config
+from .layer_norm import row_block_config, row_layer_norm
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def _embeddings_kernel(
         x = tl.load(EMBEDS + rows64[:, None] * stride_e + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     pos = tl.load(POS_IDS + rows64, mask=row_valid, other=0).to(tl.int64)
     x += tl.load(POS + pos[:, None] * stride_pos + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    y = _row_layer_norm(x, mask, LN_W, LN_B, cols, col_valid, D, eps)
+    y = row_layer_norm(x, mask, LN_W, LN_B, cols, col_valid, D, eps)
     tl.store(Y + rows64[:, None] * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
 
 
@@ -113,7 +113,7 @@ def embeddings(emb: nn.Module, input_ids, inputs_embeds, position_ids) -> torch.
     """The op-table entry: (emb_module, input_ids | None, inputs_embeds | None, position_ids) -> (N, D)."""
     return embeddings_rows(input_ids, inputs_embeds, position_ids, emb.word_embeddings.weight,
                            emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
-                           LAYER_NORM_EPS)
+                           emb.LayerNorm.eps)
 
 
 __all__ = ["embeddings_rows", "embeddings"]

@@ -22,12 +22,14 @@ from ._utils import INTERPRET, LAYER_NORM_EPS, check_rows, next_pow2
 # kernel
 # ----------------------------------------------------------------------------------------------------------
 @triton.jit
-def _row_layer_norm(x, mask, W, B, cols, col_valid, D, eps):
+def row_layer_norm(x, mask, W, B, cols, col_valid, D, eps):
     """LayerNorm of the fp32 rows of x (BLOCK_R, BLOCK_D) over the first D columns."""
     mean = tl.sum(x, 1) / D
     xc = tl.where(mask, x - mean[:, None], 0.0)
     var = tl.sum(xc * xc, 1) / D
-    rstd = 1.0 / tl.sqrt(var + eps)
+    # An fp32 variance overflow (|x| ~1e18+) makes the row NaN, like torch, never the bias that
+    # 1/sqrt(inf) = 0 would silently give (issue 11; same rule as the C++ kernel).
+    rstd = tl.where(var < float("inf"), 1.0 / tl.sqrt(var + eps), float("nan"))
     w = tl.load(W + cols, mask=col_valid, other=0.0).to(tl.float32)
     b = tl.load(B + cols, mask=col_valid, other=0.0).to(tl.float32)
     return xc * rstd[:, None] * w[None, :] + b[None, :]
@@ -47,7 +49,7 @@ def _add_layer_norm_kernel(
     x = tl.load(X + rows64[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     if HAS_RES:
         x += tl.load(RES + rows64[:, None] * stride_r + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    y = _row_layer_norm(x, mask, W, B, cols, col_valid, D, eps)
+    y = row_layer_norm(x, mask, W, B, cols, col_valid, D, eps)
     tl.store(Y + rows64[:, None] * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
 
 
@@ -121,13 +123,13 @@ def add_layer_norm_rows(x: torch.Tensor, residual: torch.Tensor | None, weight: 
 
 
 def add_layer_norm(ln: nn.LayerNorm, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """The op-table entry: LN(x + residual). eps is DistilBERT's fixed 1e-12, as in the reference ops."""
-    return add_layer_norm_rows(x, residual, ln.weight, ln.bias, LAYER_NORM_EPS)
+    """The op-table entry: LN(x + residual) with the module's eps (DistilBERT's are 1e-12)."""
+    return add_layer_norm_rows(x, residual, ln.weight, ln.bias, ln.eps)
 
 
 def layer_norm(ln: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """The op-table entry: LN(x)."""
-    return add_layer_norm_rows(x, None, ln.weight, ln.bias, LAYER_NORM_EPS)
+    return add_layer_norm_rows(x, None, ln.weight, ln.bias, ln.eps)
 
 
 __all__ = ["add_layer_norm_rows", "add_layer_norm", "layer_norm", "row_block_config"]

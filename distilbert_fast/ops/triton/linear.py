@@ -195,10 +195,12 @@ def linear(lin: nn.Linear, x: torch.Tensor, act: str | None = None) -> torch.Ten
     return linear_fused(x, lin.weight, lin.bias, act)
 
 
-def _key(linears) -> tuple:
-    # _version moves on in-place updates (optimizer steps, load_state_dict copies, .mul_()).
-    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for lin in linears
-                 for p in (lin.weight, lin.bias) if p is not None)
+def _key(linears) -> object:
+    # Identity, version and (CPU tensors: the interpreter) sampled values of the weights; works for inference
+    # tensors too (models built under torch.inference_mode()). See ops/onednn.py weights_key.
+    from ..onednn import weights_key
+
+    return weights_key(list(linears))
 
 
 def fused_qkv_weights(attn: nn.Module,

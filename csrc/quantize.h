@@ -1,0 +1,29 @@
+// int8 dynamic-quantization kernels (quantize.cpp): launchers registered in ops.cpp.
+// Every kernel writes the int8 rows and their per-token scales itself, in the same pass that produces the
+// floating-point row (which stays in L1 between the two), so no separate pass over memory quantizes.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+#include <tuple>
+
+// (N, D) float rows -> (uint8 q+128 (N, D), fp32 scale (N,)): symmetric per-token, scale = max|row| / 127.
+std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x);
+// LayerNorm(x (+ residual)) in x's dtype, plus its rows quantized: (y, q, scale).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_layer_norm_quant_cpu(const at::Tensor& x,
+                                                                        const std::optional<at::Tensor>& residual,
+                                                                        const at::Tensor& weight,
+                                                                        const at::Tensor& bias, double eps);
+// LayerNorm(word[ids] + pos[positions]) plus its rows quantized: (y, q, scale).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> embeddings_quant_cpu(
+    const at::Tensor& input_ids, const at::Tensor& position_ids, const at::Tensor& word_weight,
+    const at::Tensor& pos_weight, const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps);
+// The int8 GEMM epilogue on its fp32 output acc (acc = int32 sum * weight scale, from oneDNN):
+// y = act(acc * x_scale[row] + bias) in out_dtype, and when `quantize`, y's rows quantized (else q and
+// scale are empty tensors).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tensor& acc, const at::Tensor& x_scale,
+                                                                 const std::optional<at::Tensor>& bias,
+                                                                 c10::string_view act, at::ScalarType out_dtype,
+                                                                 bool quantize);

@@ -1,0 +1,614 @@
+"""InferenceService: the model, its pipeline, the dynamic batcher and one async method per route.
+
+It knows nothing of HTTP: each method takes the parsed JSON body (a dict) and returns a JSON-able value or
+raises ServeError(status, error_type, message). The ASGI app (app.py) and the Ray Serve deployment
+(distilbert_fast/ray.py) both wrap it.
+
+Model work reuses distilbert_fast.pipelines (length-sorted, packed batches; transformers' postprocessing):
+the batcher concatenates the inputs of every queued request with the same parameters into one
+`pipeline.run(...)` call. The service only tokenizes on the event loop to count real tokens (the batch
+budget, --max-input-length) with a tokenizer of its own, so it never waits on the worker's.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import ValidationError
+
+from ..pipelines import PipelineInputError, pipeline
+from . import schemas
+from .batcher import BatcherClosed, DynamicBatcher
+from .config import ServeConfig
+from .metrics import Metrics
+
+EMBEDDING, CLASSIFICATION = "feature-extraction", "text-classification"
+FILL_MASK, QA, TOKEN_CLASSIFICATION = "fill-mask", "question-answering", "token-classification"
+HEADS = "heads"  # DistilBertModelWithHeads: /predict with head= and adapter_names= per request
+SERVER_TASKS = (EMBEDDING, CLASSIFICATION, FILL_MASK, QA, TOKEN_CLASSIFICATION, HEADS)
+TASK_ALIASES = {
+    "sentence-embeddings": EMBEDDING,
+    "embedding": EMBEDDING,
+    "sentiment-analysis": CLASSIFICATION,
+    "ner": TOKEN_CLASSIFICATION,
+    "reranker": CLASSIFICATION,
+}
+# route -> (method name, tasks that serve it; None: every task)
+ROUTES: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "/embed": ("embed", (EMBEDDING,)),
+    "/v1/embeddings": ("openai_embeddings", (EMBEDDING,)),
+    "/predict": ("predict", (CLASSIFICATION, HEADS)),
+    "/rerank": ("rerank", (CLASSIFICATION,)),
+    "/tokenize": ("tokenize", None),
+    "/fill-mask": ("fill_mask", (FILL_MASK,)),
+    "/question-answering": ("question_answering", (QA,)),
+    "/token-classification": ("token_classification", (TOKEN_CLASSIFICATION,)),
+}
+
+
+class ServeError(Exception):
+    """A request that cannot be answered: HTTP `status`, TEI's `error_type`, a message for the client."""
+
+    def __init__(self, status: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+    def to_json(self) -> dict:
+        return {"error": self.message, "error_type": self.error_type}
+
+
+def detect_task(config: dict) -> str:
+    """The server task of a checkpoint, from its architectures (a bare encoder serves embeddings)."""
+    arch = " ".join(config.get("architectures") or [])
+    if "prediction_heads" in config or "WithHeads" in arch or "AdapterModel" in arch:
+        return HEADS
+    for marker, task in (
+        ("SequenceClassification", CLASSIFICATION),
+        ("MaskedLM", FILL_MASK),
+        ("QuestionAnswering", QA),
+        ("TokenClassification", TOKEN_CLASSIFICATION),
+    ):
+        if marker in arch:
+            return task
+    return EMBEDDING
+
+
+def resolve_server_task(task: str | None, config: dict) -> str:
+    if task is None:
+        return detect_task(config)
+    task = TASK_ALIASES.get(task, task)
+    if task not in SERVER_TASKS:
+        raise ValueError(
+            f"task: expected one of {', '.join(SERVER_TASKS)} (aliases: "
+            f"{', '.join(TASK_ALIASES)}), got {task!r}"
+        )
+    return task
+
+
+def read_pooling(model_dir: Path) -> str | None:
+    """sentence-transformers' 1_Pooling/config.json -> "mean" | "cls" (None when there is no such file)."""
+    path = model_dir / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return None
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
+    raise ValueError(f"{path}: pooling {modes} is not supported (mean or cls); pass --pooling to override")
+
+
+def read_prompts(model_dir: Path) -> dict[str, str]:
+    path = model_dir / "config_sentence_transformers.json"
+    if not path.is_file():
+        return {}
+    prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
+    return {k: v for k, v in prompts.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+class InferenceService:
+    """Load the model once; `await service.handle("/embed", body)` (or the per-route methods)."""
+
+    def __init__(self, config: ServeConfig):
+        from ..checkpoint import read_config_dict, resolve_model_dir
+        from ..tokenization import DistilBertTokenizer
+
+        self.config = config
+        self.metrics = Metrics()
+        model_dir = Path(resolve_model_dir(config.model))
+        model_config = read_config_dict(model_dir)
+        self.task = resolve_server_task(config.task, model_config)
+        self.model_id = config.model_id or config.model
+        self.pooling = None
+        self.prompts: dict[str, str] = {}
+        if self.task == EMBEDDING:
+            self.pooling = config.pooling or read_pooling(model_dir) or "mean"
+            self.prompts = read_prompts(model_dir)
+            pipe_task = "sentence-embeddings" if self.pooling == "mean" else "feature-extraction"
+        else:
+            pipe_task = self.task
+        # one pipeline call may hold a whole batch: every request's inputs, sorted and packed by the pipeline
+        batch_size = config.max_batch_requests * config.max_client_batch_size
+        self.tokenizer = DistilBertTokenizer.from_pretrained(model_dir)  # the event loop's own
+        self.pipe = self.runner = None
+        if self.task == HEADS:
+            from ..heads import DistilBertModelWithHeads
+            from .multihead import MultiHeadRunner
+
+            dtype = getattr(torch, config.dtype) if config.dtype else None
+            self.model = DistilBertModelWithHeads.from_pretrained(
+                model_dir, dtype=dtype, backend=config.backend
+            )
+            self.model.prepare_for_inference()
+            limit = min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length)
+        else:
+            self.pipe = pipeline(
+                pipe_task,
+                model=str(model_dir),
+                dtype=config.dtype,
+                backend=config.backend,
+                batch_size=batch_size,
+                progress=False,
+            )
+            self.model = self.pipe.model
+            limit = getattr(self.pipe, "default_max_length", self.pipe.max_length)
+        if config.max_input_length is not None:
+            limit = min(limit, config.max_input_length)
+        self.max_input_length = limit
+        if self.task == HEADS:
+            self.runner = MultiHeadRunner(
+                self.model, DistilBertTokenizer.from_pretrained(model_dir), limit, batch_size
+            )
+        else:
+            self.pipe.max_length = min(self.pipe.max_length, limit)  # the pipelines truncate at max_length
+            if hasattr(self.pipe, "default_max_length"):
+                self.pipe.default_max_length = limit
+        self.num_labels = getattr(self.model.config, "num_labels", None)
+        self._in_flight = 0
+        threads = config.threads
+
+        def worker_start():
+            if threads is not None:
+                torch.set_num_threads(threads)
+
+        self.batcher = DynamicBatcher(
+            self._run,
+            max_batch_tokens=config.max_batch_tokens,
+            max_batch_requests=config.max_batch_requests,
+            max_wait_ms=config.max_wait_ms,
+            metrics=self.metrics,
+            on_worker_start=worker_start,
+        )
+
+    # -- lifecycle / introspection ---------------------------------------------------------------------------
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Finish queued work (drain) and stop the model worker."""
+        self.batcher.close(drain=drain, timeout=timeout)
+
+    def healthy(self) -> bool:
+        return self.batcher.alive
+
+    def routes(self) -> list[str]:
+        return [r for r, (_, tasks) in ROUTES.items() if tasks is None or self.task in tasks]
+
+    def info(self) -> dict:
+        from .. import __version__
+
+        model = self.model
+        if self.task == EMBEDDING:
+            model_type: dict = {"embedding": {"pooling": self.pooling}}
+        elif self.task == CLASSIFICATION:
+            labels = {
+                "id2label": {str(k): v for k, v in model.config.id2label.items()},
+                "label2id": dict(model.config.label2id),
+            }
+            model_type = {"reranker" if self.num_labels == 1 else "classifier": labels}
+        elif self.task == HEADS:
+            model_type = {
+                "heads": {
+                    h: {
+                        "head_type": self.runner.head_type(h),
+                        "id2label": {str(k): v for k, v in self.runner.labels(h).items()},
+                    }
+                    for h in self.runner.heads
+                },
+                "adapters": self.runner.adapters,
+                "default_head": self.runner.default_head(),
+            }
+        else:
+            model_type = {self.task: {}}
+        cfg = self.config
+        return {
+            "model_id": self.model_id,
+            "model_sha": None,
+            "model_dtype": str(model.dtype).removeprefix("torch."),
+            "model_type": model_type,
+            "task": self.task,
+            "backend": model.backend,
+            "routes": self.routes(),
+            "max_concurrent_requests": cfg.max_concurrent_requests,
+            "max_input_length": self.max_input_length,
+            "max_batch_tokens": cfg.max_batch_tokens,
+            "max_batch_requests": cfg.max_batch_requests,
+            "max_client_batch_size": cfg.max_client_batch_size,
+            "max_wait_ms": cfg.max_wait_ms,
+            "auto_truncate": False,
+            "tokenization_workers": 1,
+            "version": __version__,
+        }
+
+    # -- dispatch --------------------------------------------------------------------------------------------
+    async def handle(self, route: str, body: Any) -> Any:
+        """Answer `body` (parsed JSON) on `route`; counts the request in the metrics; raises ServeError."""
+        start = time.perf_counter()
+        status = 200
+        try:
+            if route not in ROUTES:
+                raise ServeError(404, "not_found", f"no route {route}")
+            method, tasks = ROUTES[route]
+            if tasks is not None and self.task not in tasks:
+                raise ServeError(
+                    400,
+                    "unsupported",
+                    f"{route} needs a {' or '.join(tasks)} model; this server "
+                    f"runs {self.task} (routes: {', '.join(self.routes())})",
+                )
+            with self._admit():
+                return await getattr(self, method)(body)
+        except ServeError as e:
+            status = e.status
+            raise
+        except BaseException:
+            status = 499  # cancelled: the client went away
+            raise
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+
+    @contextlib.contextmanager
+    def _admit(self):
+        # One event loop owns the counter: no lock needed.
+        if self._in_flight >= self.config.max_concurrent_requests:
+            raise ServeError(
+                429,
+                "overloaded",
+                f"too many concurrent requests (limit {self.config.max_concurrent_requests}); retry later",
+            )
+        self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self.metrics.in_flight.set(self._in_flight)
+
+    async def _submit(self, key: Hashable, items: list, tokens: int, field: str = "inputs") -> list:
+        try:
+            return await self.batcher.submit(key, items, tokens)
+        except PipelineInputError as e:
+            raise ServeError(422, "validation", f"`{field}[{e.input_index}]`: {e.reason}") from None
+        except BatcherClosed as e:
+            raise ServeError(503, "unhealthy", str(e)) from None
+        except ValueError as e:
+            raise ServeError(422, "validation", str(e)) from None
+        except Exception as e:  # noqa: BLE001 - the model failed: this batch only, the server keeps serving
+            raise ServeError(500, "backend", f"inference failed: {type(e).__name__}: {e}") from None
+
+    # -- the model worker (runs in the batcher's thread) -----------------------------------------------------
+    def _run(self, key: tuple, items: list) -> list:
+        kind = key[0]
+        if kind == "embed":
+            normalize = key[1]
+            if self.pooling == "mean":
+                return self.pipe.run(items, normalize=normalize, return_tensors="np").tolist()
+            cls = torch.stack([f[0, 0] for f in self.pipe.run(items, return_tensors=True)]).float()
+            return (F.normalize(cls, p=2, dim=1) if normalize else cls).tolist()
+        if kind == "predict":
+            return self.pipe.run(items, top_k=None, function_to_apply="none" if key[1] else None)
+        if kind == "fill-mask":
+            return self.pipe.run(items, top_k=key[1])
+        if kind == "qa":
+            _, top_k, max_answer_len, impossible = key
+            return self.pipe.run(
+                items, top_k=top_k, max_answer_len=max_answer_len, handle_impossible_answer=impossible
+            )
+        if kind == "token-classification":
+            return self.pipe.run(items, aggregation_strategy=key[1])
+        if kind == "heads":
+            return self.runner.run(key[1], items)
+        raise RuntimeError(f"internal error: unknown work kind {kind!r}")
+
+    # -- validation helpers ----------------------------------------------------------------------------------
+    @staticmethod
+    def _parse(model: type, body: Any):
+        if not isinstance(body, dict):
+            raise ServeError(422, "validation", f"body: expected a JSON object, got {_json_type(body)}")
+        try:
+            return model.model_validate(body)
+        except ValidationError as e:
+            raise ServeError(422, "validation", schemas.describe(e)) from None
+
+    def _batch(self, inputs: Any, field: str = "inputs") -> list:
+        items = [inputs] if isinstance(inputs, (str, schemas.QAItem)) else list(inputs)
+        if not items:
+            raise ServeError(422, "empty", f"`{field}` cannot be empty")
+        if len(items) > self.config.max_client_batch_size:
+            raise ServeError(
+                413,
+                "validation",
+                f"`{field}` has {len(items)} items, more than the maximum "
+                f"client batch size of {self.config.max_client_batch_size}",
+            )
+        return items
+
+    def _lengths(self, texts: list, pairs: list | None = None) -> list[int]:
+        """Tokens per input (str or (text, pair) items, or texts + pairs), special tokens included."""
+        enc = self.tokenizer(texts, pairs)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def _check_lengths(self, lengths: list[int], truncate: bool | None, field: str = "inputs") -> int:
+        """Total real tokens after truncation; too long without truncate -> 413 naming the input."""
+        limit = self.max_input_length
+        if not truncate:
+            for i, n in enumerate(lengths):
+                if n > limit:
+                    raise ServeError(
+                        413,
+                        "validation",
+                        f"`{field}[{i}]` has {n} tokens, more than the maximum "
+                        f'input length of {limit}; shorten it or pass "truncate": true',
+                    )
+        return sum(min(n, limit) for n in lengths)
+
+    @staticmethod
+    def _check_direction(direction: str) -> None:
+        if direction.lower() != "right":
+            raise ServeError(422, "validation", 'field `truncation_direction`: only "right" is supported')
+
+    def _prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
+        if prompt_name is None:
+            return texts
+        if prompt_name not in self.prompts:
+            known = ", ".join(self.prompts) or "none: the model has no sentence-transformers prompts"
+            raise ServeError(
+                422, "validation", f"field `prompt_name`: unknown prompt {prompt_name!r} (known: {known})"
+            )
+        return [self.prompts[prompt_name] + t for t in texts]
+
+    # -- routes ----------------------------------------------------------------------------------------------
+    async def _embed(
+        self, inputs, normalize: bool, truncate: bool | None, field: str, prompt_name: str | None = None
+    ) -> tuple[list, int]:
+        texts = self._prompt(self._batch(inputs, field), prompt_name)
+        tokens = self._check_lengths(self._lengths(texts), truncate, field)
+        return await self._submit(("embed", normalize), texts, tokens, field), tokens
+
+    async def embed(self, body: Any) -> list[list[float]]:
+        """TEI /embed: {"inputs": str | [str], "normalize", "truncate", "truncation_direction",
+        "prompt_name"} -> [[float]] (one vector per input, also for a single str)."""
+        req = self._parse(schemas.EmbedRequest, body)
+        self._check_direction(req.truncation_direction)
+        vectors, _ = await self._embed(req.inputs, req.normalize, req.truncate, "inputs", req.prompt_name)
+        return vectors
+
+    async def openai_embeddings(self, body: Any) -> dict:
+        """OpenAI /v1/embeddings: {"input", "model", "encoding_format", "dimensions"} -> {"object": "list",
+        "data": [{"object": "embedding", "embedding", "index"}], "model", "usage"}; always L2-normalized, and
+        an input over the length limit is an error (413), as OpenAI answers one too."""
+        req = self._parse(schemas.OpenAIEmbeddingsRequest, body)
+        dim = self.model.config.dim
+        if req.dimensions is not None and req.dimensions != dim:
+            raise ServeError(
+                422,
+                "validation",
+                f"field `dimensions`: this model returns {dim}-dimensional embeddings, got {req.dimensions}",
+            )
+        vectors, tokens = await self._embed(req.input, True, False, "input")
+        data = []
+        for i, v in enumerate(vectors):
+            if req.encoding_format == "base64":
+                v = base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+            data.append({"object": "embedding", "embedding": v, "index": i})
+        return {
+            "object": "list",
+            "data": data,
+            "model": req.model or self.model_id,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def predict(self, body: Any) -> list:
+        """TEI /predict: {"inputs": str | [text, pair] | [str | [text, pair]], "raw_scores", "truncate"} ->
+        every label sorted by score, [{"label", "score"}] (a list of those for a batch). On a
+        DistilBertModelWithHeads also "head" and "adapter_names" (a name or a list: stacked)."""
+        req = self._parse(schemas.PredictRequest, body)
+        self._check_direction(req.truncation_direction)
+        raw = req.inputs
+        # TEI's rule: a list of exactly two strings is ONE pair; otherwise a list is a batch.
+        single = isinstance(raw, str) or (len(raw) == 2 and all(isinstance(x, str) for x in raw))
+        batch = []  # str or (text, text_pair), as the tokenizer and the pipeline take them
+        for i, x in enumerate(self._batch([raw] if single else raw)):
+            if isinstance(x, str) or len(x) == 1:
+                batch.append(x if isinstance(x, str) else x[0])
+            elif len(x) == 2:
+                batch.append((x[0], x[1]))
+            else:
+                raise ServeError(
+                    422,
+                    "validation",
+                    f"field `inputs.{i}`: a pair is [text, text_pair], got {len(x)} strings",
+                )
+        tokens = self._check_lengths(self._lengths(batch), req.truncate)
+        if self.task == HEADS:
+            key, items = self._heads_work(req, batch)
+        else:
+            if req.head is not None or req.adapter_names is not None:
+                raise ServeError(
+                    422,
+                    "validation",
+                    "fields `head` / `adapter_names` need a "
+                    "DistilBertModelWithHeads checkpoint; this model has one fixed head",
+                )
+            key = ("predict", req.raw_scores)
+            items = [x if isinstance(x, str) else {"text": x[0], "text_pair": x[1]} for x in batch]
+        results = await self._submit(key, items, tokens)
+        return results[0] if single else results
+
+    def _heads_work(self, req, batch: list) -> tuple[tuple, list]:
+        head = req.head if req.head is not None else self.runner.default_head()
+        if head is None:
+            raise ServeError(
+                422,
+                "validation",
+                f"field `head`: required (the model has no single active head); "
+                f"heads: {', '.join(self.runner.heads)}",
+            )
+        if head not in self.runner.heads:
+            raise ServeError(
+                422,
+                "validation",
+                f"field `head`: unknown head {head!r}; heads: {', '.join(self.runner.heads)}",
+            )
+        kind = self.runner.head_type(head)
+        from .multihead import SEQUENCE_HEADS
+
+        if kind not in SEQUENCE_HEADS:
+            raise ServeError(
+                422,
+                "validation",
+                f"field `head`: {head!r} is a {kind} head; /predict serves "
+                f"{' and '.join(SEQUENCE_HEADS)} heads",
+            )
+        names = req.adapter_names
+        adapters = None if names is None else (names,) if isinstance(names, str) else tuple(names)
+        if adapters is not None:
+            unknown = [a for a in adapters if a not in self.runner.adapters]
+            if unknown or not adapters:
+                raise ServeError(
+                    422,
+                    "validation",
+                    f"field `adapter_names`: unknown adapter(s) {unknown}; "
+                    f"adapters: {', '.join(self.runner.adapters) or 'none'}",
+                )
+        # requests with the same adapters share one encoder pass, whatever their heads
+        return ("heads", adapters), [(x, head, req.raw_scores) for x in batch]
+
+    async def rerank(self, body: Any) -> list[dict]:
+        """TEI /rerank: {"query", "texts", "raw_scores", "return_text", "truncate"} -> [{"index", "score"
+        (, "text")}] sorted by score, on a cross-encoder (one label)."""
+        req = self._parse(schemas.RerankRequest, body)
+        self._check_direction(req.truncation_direction)
+        if self.num_labels != 1:
+            raise ServeError(
+                400,
+                "unsupported",
+                f"/rerank needs a re-ranker (a classifier with one label); "
+                f"this model has {self.num_labels} labels",
+            )
+        texts = self._batch(req.texts, "texts")
+        tokens = self._check_lengths(self._lengths([req.query] * len(texts), texts), req.truncate, "texts")
+        items = [{"text": req.query, "text_pair": t} for t in texts]
+        results = await self._submit(("predict", req.raw_scores), items, tokens, "texts")
+        ranks = []
+        for i, r in enumerate(results):
+            entry = {"index": i, "score": r[0]["score"]}
+            if req.return_text:
+                entry["text"] = texts[i]
+            ranks.append(entry)
+        ranks.sort(key=lambda e: e["score"], reverse=True)
+        return ranks
+
+    async def tokenize(self, body: Any) -> list[list[dict]]:
+        """TEI /tokenize: {"inputs", "add_special_tokens", "prompt_name"} -> per input [{"id", "text",
+        "special", "start", "stop"}] (special tokens: start/stop null, text the token itself)."""
+        req = self._parse(schemas.TokenizeRequest, body)
+        texts = self._prompt(self._batch(req.inputs), req.prompt_name)
+        enc = self.tokenizer(
+            texts,
+            add_special_tokens=req.add_special_tokens,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        out = []
+        for t, text in enumerate(texts):
+            ids, offsets, special = (
+                enc["input_ids"][t],
+                enc["offset_mapping"][t],
+                enc["special_tokens_mask"][t],
+            )
+            tokens = []
+            for i, (start, stop) in enumerate(offsets):
+                if special[i]:
+                    tokens.append(
+                        {
+                            "id": ids[i],
+                            "text": self.tokenizer.convert_ids_to_tokens(ids[i]),
+                            "special": True,
+                            "start": None,
+                            "stop": None,
+                        }
+                    )
+                else:
+                    tokens.append(
+                        {
+                            "id": ids[i],
+                            "text": text[start:stop],
+                            "special": False,
+                            "start": start,
+                            "stop": stop,
+                        }
+                    )
+            out.append(tokens)
+        return out
+
+    async def fill_mask(self, body: Any) -> list:
+        """{"inputs": str | [str], "top_k", "truncate"} -> per input the pipeline's fill-mask result
+        ([{"score", "token", "token_str", "sequence"}], one such list per [MASK] when there are several)."""
+        req = self._parse(schemas.FillMaskRequest, body)
+        texts = self._batch(req.inputs)
+        tokens = self._check_lengths(self._lengths(texts), req.truncate)
+        results = await self._submit(("fill-mask", req.top_k), texts, tokens)
+        return results[0] if isinstance(req.inputs, str) else results
+
+    async def question_answering(self, body: Any) -> Any:
+        """{"inputs": {"question", "context"} | [...], "top_k", "max_answer_len", "handle_impossible_answer"}
+        -> {"score", "start", "end", "answer"} per example (a list of them when top_k > 1). Long contexts
+        run as overlapping windows, as the pipeline does."""
+        req = self._parse(schemas.QuestionAnsweringRequest, body)
+        examples = self._batch(req.inputs)
+        items = [{"question": e.question, "context": e.context} for e in examples]
+        tokens = sum(self._lengths([e.question for e in examples], [e.context for e in examples]))
+        results = await self._submit(
+            ("qa", req.top_k, req.max_answer_len, req.handle_impossible_answer), items, tokens
+        )
+        return results[0] if isinstance(req.inputs, schemas.QAItem) else results
+
+    async def token_classification(self, body: Any) -> list:
+        """{"inputs": str | [str], "aggregation_strategy", "truncate"} -> per input the entities."""
+        req = self._parse(schemas.TokenClassificationRequest, body)
+        texts = self._batch(req.inputs)
+        tokens = self._check_lengths(self._lengths(texts), req.truncate)
+        results = await self._submit(("token-classification", req.aggregation_strategy), texts, tokens)
+        return results[0] if isinstance(req.inputs, str) else results
+
+
+def _json_type(x: Any) -> str:
+    return {
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(x), type(x).__name__)
