@@ -79,10 +79,10 @@ def _extension_kwargs():
         first-use build (which reports the reason) instead of failing the install."""
 
         def run(self):
+            # An old record stays until the new library is in place: a failed build leaves the old pair, and
+            # a record that no longer matches the sources is refused at run time anyway.
             out = self.get_ext_fullpath("distilbert_fast._C")
             record = os.path.join(os.path.dirname(out), helpers.RECORD_NAME)
-            if os.path.exists(record):
-                os.remove(record)  # never let an old record vouch for a half-built library
             try:
                 super().run()
             except Exception as e:  # the install goes on; first use reports the reason

@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
-
 import torch  # noqa: E402
 
 import distilbert_fast as dbf  # noqa: E402

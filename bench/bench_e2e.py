@@ -9,6 +9,7 @@ once with transformers under bench/_work/), and all engines are timed interleave
 then N rounds in which every engine runs once, so the noise of a shared machine hits all of them alike.
 The figure of merit is real (unpadded) tokens per second from the median round. See bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,25 +24,27 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The source tree as a last resort, so `python bench/bench_e2e.py` finds distilbert_fast without an install
 # (an installed / editable copy comes first on sys.path and wins).
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
-from common import WORK_DIR, log  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import WORK_DIR, log  # noqa: E402
 
 DEFAULT_MODEL_DIR = WORK_DIR / "distilbert-base"
 SENTENCES = common.REPO_ROOT / "distilbert_fast" / "data" / "sentences.txt"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 MODEL_SEED = 0
-MIXED_SEED = 1  # picked once so the mixed batch matches the anchors' shape: mean ~30 tokens, max ~80, ~37% fill
+MIXED_SEED = (
+    1  # picked once so the mixed batch matches the anchors' shape: mean ~30 tokens, max ~80, ~37% fill
+)
 
 # key, label. Order = table order.
 ENGINES: list[tuple[str, str]] = [
@@ -53,17 +56,34 @@ ENGINES: list[tuple[str, str]] = [
     ("ct2-int8", "CTranslate2 int8"),
     ("df", "distilbert_fast fp32"),
     ("df-bf16", "distilbert_fast bf16"),
+    ("hf-dyn-int8", "HF + torch dynamic int8"),
+    ("df-int8", "distilbert_fast int8"),
 ]
 ENGINE_LABELS = dict(ENGINES)
 # (ours, anchor): the ratio tok/s(ours) / tok/s(anchor) is reported per workload.
-RATIOS = [("df", "ort"), ("df", "ct2"), ("df", "hf-sdpa"), ("df-bf16", "hf-sdpa-bf16"), ("df-bf16", "ct2-int8")]
+RATIOS = [
+    ("df", "ort"),
+    ("df", "ct2"),
+    ("df", "hf-sdpa"),
+    ("df-bf16", "hf-sdpa-bf16"),
+    ("df-bf16", "ct2-int8"),
+    ("df-int8", "ct2-int8"),
+    ("df-int8", "hf-dyn-int8"),
+    ("df-int8", "df-bf16"),
+    ("df-int8", "df"),
+]
 WORKLOADS = ("lat", "full", "mixed")
 REFERENCE = "hf-eager"
 
+
 # The ORT transformers optimizer must turn the BERT graph into these fused ops (per model; layers scale).
 def expected_fusions(n_layers: int) -> dict[str, int]:
-    return {"EmbedLayerNormalization": 1, "Attention": n_layers, "BiasGelu": n_layers,
-            "SkipLayerNormalization": 2 * n_layers}
+    return {
+        "EmbedLayerNormalization": 1,
+        "Attention": n_layers,
+        "BiasGelu": n_layers,
+        "SkipLayerNormalization": 2 * n_layers,
+    }
 
 
 class NotInstalled(Exception):
@@ -78,7 +98,9 @@ class SetupError(RuntimeError):
 # Model and tokenizer
 # ----------------------------------------------------------------------------------------------------------
 def _has_model(d: Path) -> bool:
-    return (d / "config.json").is_file() and (any(d.glob("*.safetensors")) or (d / "pytorch_model.bin").is_file())
+    return (d / "config.json").is_file() and (
+        any(d.glob("*.safetensors")) or (d / "pytorch_model.bin").is_file()
+    )
 
 
 def ensure_default_model(model_dir: Path) -> Path:
@@ -159,10 +181,17 @@ class Workload:
         return self.input_ids.numel()
 
     def stats(self) -> dict[str, Any]:
-        return {"desc": self.desc, "batch": len(self.seqs), "padded_len": int(self.input_ids.shape[1]),
-                "real_tokens": self.real_tokens, "padded_tokens": self.padded_tokens,
-                "fill": self.real_tokens / self.padded_tokens, "mean_len": self.real_tokens / len(self.seqs),
-                "max_len": max(self.lengths), "calls_per_sample": self.repeat}
+        return {
+            "desc": self.desc,
+            "batch": len(self.seqs),
+            "padded_len": int(self.input_ids.shape[1]),
+            "real_tokens": self.real_tokens,
+            "padded_tokens": self.padded_tokens,
+            "fill": self.real_tokens / self.padded_tokens,
+            "mean_len": self.real_tokens / len(self.seqs),
+            "max_len": max(self.lengths),
+            "calls_per_sample": self.repeat,
+        }
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +199,8 @@ def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     ids = torch.full((len(seqs), S), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), S), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
     return ids, mask
 
 
@@ -239,8 +268,9 @@ class HFEngine(Engine):
         except ImportError as e:
             raise NotInstalled("transformers") from e
         self.key, self.notes = key, []
-        model = transformers.DistilBertModel.from_pretrained(str(model_dir), attn_implementation=attn,
-                                                             dtype=torch.float32)
+        model = transformers.DistilBertModel.from_pretrained(
+            str(model_dir), attn_implementation=attn, dtype=torch.float32
+        )
         if dtype != torch.float32:
             model = model.to(dtype)
         self.model = model.eval()
@@ -252,6 +282,7 @@ class HFEngine(Engine):
         def fn():
             with torch.inference_mode():
                 return model(input_ids=ids, attention_mask=mask).last_hidden_state
+
         return fn
 
     def hidden(self, out, wl):
@@ -264,7 +295,9 @@ def ensure_ort_model(model_dir: Path, cfg: dict) -> tuple[Path, dict[str, int]]:
     import onnxruntime
     import transformers
 
-    fp = model_fingerprint(model_dir, "ort", onnxruntime.__version__, torch.__version__, transformers.__version__)
+    fp = model_fingerprint(
+        model_dir, "ort", onnxruntime.__version__, torch.__version__, transformers.__version__
+    )
     cache = WORK_DIR / "onnx" / fp
     opt_path = cache / "model.opt.onnx"
     if not opt_path.is_file():
@@ -274,8 +307,9 @@ def ensure_ort_model(model_dir: Path, cfg: dict) -> tuple[Path, dict[str, int]]:
         tmp = cache.with_name(fp + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        model = transformers.DistilBertModel.from_pretrained(str(model_dir), attn_implementation="eager",
-                                                             dtype=torch.float32).eval()
+        model = transformers.DistilBertModel.from_pretrained(
+            str(model_dir), attn_implementation="eager", dtype=torch.float32
+        ).eval()
 
         class LastHidden(torch.nn.Module):
             def __init__(self, m):
@@ -292,12 +326,20 @@ def ensure_ort_model(model_dir: Path, cfg: dict) -> tuple[Path, dict[str, int]]:
         dyn = {0: "batch", 1: "sequence"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(LastHidden(model), (ids, mask), str(tmp / "model.onnx"),
-                              input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-                              dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "last_hidden_state": dyn},
-                              opset_version=17, do_constant_folding=True, dynamo=False)
-        opt = optimize_model(str(tmp / "model.onnx"), model_type="bert", num_heads=cfg["n_heads"],
-                             hidden_size=cfg["dim"])
+            torch.onnx.export(
+                LastHidden(model),
+                (ids, mask),
+                str(tmp / "model.onnx"),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["last_hidden_state"],
+                dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "last_hidden_state": dyn},
+                opset_version=17,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        opt = optimize_model(
+            str(tmp / "model.onnx"), model_type="bert", num_heads=cfg["n_heads"], hidden_size=cfg["dim"]
+        )
         log(f"[setup] ORT optimizer fused-op statistics: {opt.get_fused_operator_statistics()}")
         opt.save_model_to_file(str(tmp / "model.opt.onnx"))
         (tmp / "model.onnx").unlink()
@@ -310,9 +352,11 @@ def ensure_ort_model(model_dir: Path, cfg: dict) -> tuple[Path, dict[str, int]]:
     counts = {k: ops.get(k, 0) for k in want}
     log(f"[setup] ORT fused ops in {opt_path.name}: {counts} (expected {want})")
     if counts["Attention"] != want["Attention"]:
-        raise SetupError(f"ORT attention did NOT fuse: fused ops {counts}, expected {want}. An ORT anchor without "
-                         f"fused attention is not the anchor we compare against; delete {cache} and check the "
-                         f"export (eager attention, dynamo=False, opset 17).")
+        raise SetupError(
+            f"ORT attention did NOT fuse: fused ops {counts}, expected {want}. An ORT anchor without "
+            f"fused attention is not the anchor we compare against; delete {cache} and check the "
+            f"export (eager attention, dynamo=False, opset 17)."
+        )
     if counts != want:
         log(f"[setup] WARNING: ORT fusion counts differ from the expected {want}: {counts}")
     return opt_path, counts
@@ -335,8 +379,11 @@ class ORTEngine(Engine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.sess.get_inputs()]
-        self.notes.append("fused ops: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                          + f"; intra_op_num_threads={threads}")
+        self.notes.append(
+            "fused ops: "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + f"; intra_op_num_threads={threads}"
+        )
 
     def make_fn(self, wl):
         feeds = {"input_ids": wl.input_ids_np, "attention_mask": wl.attention_mask_np}
@@ -358,8 +405,9 @@ def ensure_ct2_model(model_dir: Path, quantization: str) -> Path:
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(tmp), quantization=quantization,
-                                                                              force=True)
+        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(
+            str(tmp), quantization=quantization, force=True
+        )
         shutil.rmtree(out, ignore_errors=True)
         tmp.replace(out)
     return out
@@ -373,8 +421,9 @@ class CT2Engine(Engine):
             raise NotInstalled("ctranslate2") from e
         self.key, self.notes = key, []
         path = ensure_ct2_model(model_dir, compute_type)
-        self.encoder = ctranslate2.Encoder(str(path), device="cpu", compute_type=compute_type,
-                                           intra_threads=threads, inter_threads=1)
+        self.encoder = ctranslate2.Encoder(
+            str(path), device="cpu", compute_type=compute_type, intra_threads=threads, inter_threads=1
+        )
         self.notes.append(f"compute_type={compute_type}, intra_threads={threads}, unpadded token-id lists")
 
     def make_fn(self, wl):
@@ -386,21 +435,41 @@ class CT2Engine(Engine):
         return [h[i, :n] for i, n in enumerate(wl.lengths)]
 
 
+class HFDynamicInt8Engine(HFEngine):
+    """transformers + torch.ao dynamic int8 (FBGEMM) on every nn.Linear: the int8 path users already know."""
+
+    def __init__(self, key: str, model_dir: Path):
+        super().__init__(key, model_dir, "sdpa", torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+            self.model = torch.ao.quantization.quantize_dynamic(
+                self.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        self.notes.append("torch.ao.quantization.quantize_dynamic(nn.Linear, qint8)")
+
+
 class DFEngine(Engine):
-    def __init__(self, key: str, model_dir: Path, dtype: torch.dtype, backend: str):
+    def __init__(
+        self, key: str, model_dir: Path, dtype: torch.dtype, backend: str, quantize: str | None = None
+    ):
         self.key, self.notes = key, []
         import distilbert_fast  # an import failure marks the engine FAILED (it is the library under test)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = distilbert_fast.DistilBertModel.from_pretrained(str(model_dir), dtype=dtype, backend=backend)
+            kw = {"quantize": quantize} if quantize else {}
+            model = distilbert_fast.DistilBertModel.from_pretrained(
+                str(model_dir), dtype=dtype, backend=backend, **kw
+            )
             if hasattr(model, "prepare_for_inference"):
                 ret = model.prepare_for_inference()
                 model = ret if isinstance(ret, torch.nn.Module) else model
                 self.notes.append("prepare_for_inference() called")
         self.model = model.eval()
         self.backend = str(getattr(model, "backend", "?"))
-        self.notes.insert(0, f"backend requested {backend!r} -> {self.backend!r}, dtype={str(dtype).replace('torch.', '')}")
+        self.notes.insert(
+            0, f"backend requested {backend!r} -> {self.backend!r}, dtype={str(dtype).replace('torch.', '')}"
+        )
         for w in caught:
             self.notes.append(f"warning: {w.message}")
 
@@ -410,6 +479,7 @@ class DFEngine(Engine):
         def fn():
             with torch.inference_mode():
                 return model(ids, attention_mask=mask)[0]
+
         return fn
 
     def hidden(self, out, wl):
@@ -433,6 +503,10 @@ def create_engine(key: str, model_dir: Path, cfg: dict, args) -> Engine:
         return DFEngine(key, model_dir, torch.float32, args.df_backend)
     if key == "df-bf16":
         return DFEngine(key, model_dir, torch.bfloat16, args.df_backend)
+    if key == "df-int8":
+        return DFEngine(key, model_dir, torch.float32, args.df_backend, quantize="int8")
+    if key == "hf-dyn-int8":
+        return HFDynamicInt8Engine(key, model_dir)
     raise KeyError(key)
 
 
@@ -450,25 +524,55 @@ def max_abs_diff(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=None,
-                   help="DistilBERT checkpoint directory with a tokenizer (default: random-weight DistilBERT-base "
-                        f"created once in {DEFAULT_MODEL_DIR.relative_to(common.REPO_ROOT)})")
-    p.add_argument("--rounds", type=int, default=None, help="timed rounds per workload (default 10; --quick 3)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls per engine and workload (default 2)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="DistilBERT checkpoint directory with a tokenizer (default: random-weight DistilBERT-base "
+        f"created once in {DEFAULT_MODEL_DIR.relative_to(common.REPO_ROOT)})",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="timed rounds per workload (default 10; --quick 3)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed calls per engine and workload (default 2)"
+    )
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {WORKLOADS}")
     p.add_argument("--engines", default="all", help="comma list of " + ", ".join(k for k, _ in ENGINES))
-    p.add_argument("--quick", action="store_true", help="few rounds, for smoke tests (writes under bench/_work)")
-    p.add_argument("--output", type=Path, default=None,
-                   help="markdown report (default bench/RESULTS.md; --quick: bench/_work/RESULTS.quick.md)")
-    p.add_argument("--json", type=Path, default=None,
-                   help="JSON copy (default bench/_work/results.json; --quick: bench/_work/results.quick.json)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for torch, ORT intra-op and CT2 intra (default: usable cores)")
+    p.add_argument(
+        "--quick", action="store_true", help="few rounds, for smoke tests (writes under bench/_work)"
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown report (default bench/RESULTS.md; --quick: bench/_work/RESULTS.quick.md)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="JSON copy (default bench/_work/results.json; --quick: bench/_work/results.quick.json)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch, ORT intra-op and CT2 intra (default: usable cores)",
+    )
     p.add_argument("--df-backend", default="auto", help="distilbert_fast backend (default auto)")
-    p.add_argument("--max-minutes", type=float, default=9.0,
-                   help="wall-clock budget for the whole run; rounds are cut (never below 3) to fit it")
-    p.add_argument("--gap-ms", type=float, default=20.0,
-                   help="idle time between two timed calls, so one engine's spinning threads settle")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=9.0,
+        help="wall-clock budget for the whole run; rounds are cut (never below 3) to fit it",
+    )
+    p.add_argument(
+        "--gap-ms",
+        type=float,
+        default=20.0,
+        help="idle time between two timed calls, so one engine's spinning threads settle",
+    )
     args = p.parse_args(argv)
     args.rounds = args.rounds if args.rounds is not None else (3 if args.quick else 10)
     args.warmup = max(1, args.warmup if args.warmup is not None else (1 if args.quick else 2))
@@ -477,7 +581,9 @@ def parse_args(argv=None):
     if bad:
         p.error(f"unknown workload(s) {bad}; choose from {WORKLOADS}")
     keys = [k for k, _ in ENGINES]
-    args.engines = keys if args.engines == "all" else [e.strip() for e in args.engines.split(",") if e.strip()]
+    args.engines = (
+        keys if args.engines == "all" else [e.strip() for e in args.engines.split(",") if e.strip()]
+    )
     bad = [e for e in args.engines if e not in keys]
     if bad:
         p.error(f"unknown engine(s) {bad}; choose from {keys}")
@@ -505,11 +611,13 @@ def _quiet_transformers() -> None:
 
 def read_model_config(model_dir: Path) -> dict[str, int]:
     raw = json.loads((model_dir / "config.json").read_text())
-    return {"dim": raw.get("dim", raw.get("hidden_size", 768)),
-            "n_heads": raw.get("n_heads", raw.get("num_attention_heads", 12)),
-            "n_layers": raw.get("n_layers", raw.get("num_hidden_layers", 6)),
-            "hidden_dim": raw.get("hidden_dim", raw.get("intermediate_size", 3072)),
-            "vocab_size": raw.get("vocab_size", 30522)}
+    return {
+        "dim": raw.get("dim", raw.get("hidden_size", 768)),
+        "n_heads": raw.get("n_heads", raw.get("num_attention_heads", 12)),
+        "n_layers": raw.get("n_layers", raw.get("num_hidden_layers", 6)),
+        "hidden_dim": raw.get("hidden_dim", raw.get("intermediate_size", 3072)),
+        "vocab_size": raw.get("vocab_size", 30522),
+    }
 
 
 def setup_engines(model_dir: Path, cfg: dict, args) -> tuple[dict[str, Engine], dict[str, dict[str, Any]]]:
@@ -519,8 +627,15 @@ def setup_engines(model_dir: Path, cfg: dict, args) -> tuple[dict[str, Engine], 
     engines: dict[str, Engine] = {}
     for key in [k for k, _ in ENGINES if k in args.engines or k == REFERENCE]:
         t0 = time.perf_counter()
-        rec = results[key] = {"label": ENGINE_LABELS[key], "status": "ok", "error": None, "notes": [],
-                              "workloads": {}, "max_abs_diff_vs_hf_eager": None, "timed": key in args.engines}
+        rec = results[key] = {
+            "label": ENGINE_LABELS[key],
+            "status": "ok",
+            "error": None,
+            "notes": [],
+            "workloads": {},
+            "max_abs_diff_vs_hf_eager": None,
+            "timed": key in args.engines,
+        }
         try:
             eng = engines[key] = create_engine(key, model_dir, cfg, args)
             rec["notes"] = list(eng.notes)
@@ -569,18 +684,32 @@ def check_correctness(engines: dict[str, Engine], results: dict, mixed: Workload
             results[key].update(status="failed", error=_short_error(e))
             log(f"[check] {key}: FAILED on the mixed batch\n{traceback.format_exc()}")
             del engines[key]
-    log("[check] max |diff| vs HF eager fp32 (mixed): " + ", ".join(
-        f"{k} {results[k]['max_abs_diff_vs_hf_eager']:.1e}" for k in engines
-        if results[k]["max_abs_diff_vs_hf_eager"] is not None))
+    log(
+        "[check] max |diff| vs HF eager fp32 (mixed): "
+        + ", ".join(
+            f"{k} {results[k]['max_abs_diff_vs_hf_eager']:.1e}"
+            for k in engines
+            if results[k]["max_abs_diff_vs_hf_eager"] is not None
+        )
+    )
 
 
-def time_workload(wl: Workload, engines: dict[str, Engine], keys: list[str], results: dict, args,
-                  budget_s: float, refs: dict) -> int:
+def time_workload(
+    wl: Workload,
+    engines: dict[str, Engine],
+    keys: list[str],
+    results: dict,
+    args,
+    budget_s: float,
+    refs: dict,
+) -> int:
     """Interleaved timing of one workload; fills results[key]["workloads"][wl.name]. Returns rounds done."""
     t0 = time.perf_counter()
     ref = reference_hidden(engines, wl, refs)
     fns: dict[str, Callable[[], Any]] = {}
-    for key in keys:  # first warm-up call alone, so that a failure is pinned on one engine; its output is checked
+    for (
+        key
+    ) in keys:  # first warm-up call alone, so that a failure is pinned on one engine; its output is checked
         try:
             fn = engines[key].make_fn(wl)
             record_diff(results, key, wl, ref, engines[key].hidden(fn(), wl))
@@ -589,11 +718,16 @@ def time_workload(wl: Workload, engines: dict[str, Engine], keys: list[str], res
             results[key]["workloads"][wl.name] = {"error": _short_error(e)}
             log(f"[{wl.name}] {key}: FAILED\n{traceback.format_exc()}")
     budget_s = max(0.0, budget_s - (time.perf_counter() - t0))
-    log(f"[{wl.name}] {wl.desc}: {len(fns)} engines, {args.warmup} warm-up call(s), up to {args.rounds} rounds "
-        f"(budget {budget_s:.0f}s)")
+    log(
+        f"[{wl.name}] {wl.desc}: {len(fns)} engines, {args.warmup} warm-up call(s), up to {args.rounds} rounds "
+        f"(budget {budget_s:.0f}s)"
+    )
 
     def on_round(r, times):
-        log(f"[{wl.name}] round {r + 1}: " + "  ".join(f"{k} {wl.real_tokens / t:,.0f}" for k, t in times.items()))
+        log(
+            f"[{wl.name}] round {r + 1}: "
+            + "  ".join(f"{k} {wl.real_tokens / t:,.0f}" for k, t in times.items())
+        )
 
     samples: dict[str, list[float]] = {}
     while fns:
@@ -606,11 +740,19 @@ def time_workload(wl: Workload, engines: dict[str, Engine], keys: list[str], res
                 except Exception as e:
                     failed[key] = e
                     raise
+
             return g
+
         try:
-            samples = common.run_interleaved({k: guard(k, f) for k, f in fns.items()}, rounds=args.rounds,
-                                             warmup=args.warmup - 1, repeat=wl.repeat, gap_s=args.gap_ms / 1000,
-                                             budget_s=budget_s, on_round=on_round)
+            samples = common.run_interleaved(
+                {k: guard(k, f) for k, f in fns.items()},
+                rounds=args.rounds,
+                warmup=args.warmup - 1,
+                repeat=wl.repeat,
+                gap_s=args.gap_ms / 1000,
+                budget_s=budget_s,
+                on_round=on_round,
+            )
             break
         except Exception:  # noqa: BLE001 - drop the engine that raised and time the others again
             if not failed:
@@ -655,8 +797,10 @@ def main(argv=None) -> int:
     workloads = build_workloads(load_tokenizer(model_dir), args.quick)
     for w in workloads.values():
         s = w.stats()
-        log(f"[setup] workload {w.name}: {s['batch']} x {s['padded_len']} padded, {s['real_tokens']} real tokens "
-            f"(mean {s['mean_len']:.1f}, max {s['max_len']}, fill {s['fill']:.0%})")
+        log(
+            f"[setup] workload {w.name}: {s['batch']} x {s['padded_len']} padded, {s['real_tokens']} real tokens "
+            f"(mean {s['mean_len']:.1f}, max {s['max_len']}, fill {s['fill']:.0%})"
+        )
 
     engines, results = setup_engines(model_dir, cfg, args)
     refs: dict[str, Any] = {}  # workload -> HF eager fp32 hidden states
@@ -672,20 +816,41 @@ def main(argv=None) -> int:
 
     report = {
         "date": common.now_iso(),
-        "command": " ".join(["python bench/bench_e2e.py"]
-                            + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            ["python bench/bench_e2e.py"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]
+        ),
         "machine": common.machine_info(),
-        "versions": {**common.versions([("torch", "torch"), ("transformers", "transformers"),
-                                         ("onnxruntime", "onnxruntime"), ("onnx", "onnx"),
-                                         ("ctranslate2", "ctranslate2"), ("numpy", "numpy")]),
-                     "distilbert_fast": common.package_version("distilbert_fast", "distilbert_fast"),
-                     "distilbert_fast_git_sha": common.git_sha()},
-        "model": {"dir": str(model_dir), "default_random_weights": args.model is None, "seed": MODEL_SEED,
-                  **cfg},
-        "method": {"rounds_requested": args.rounds, "rounds_done": rounds_done, "warmup_calls": args.warmup,
-                   "gap_ms": args.gap_ms, "threads": args.threads, "max_minutes": args.max_minutes,
-                   "quick": args.quick, "statistic": "median seconds per call over rounds",
-                   "metric": "real (unpadded) tokens / median seconds"},
+        "versions": {
+            **common.versions(
+                [
+                    ("torch", "torch"),
+                    ("transformers", "transformers"),
+                    ("onnxruntime", "onnxruntime"),
+                    ("onnx", "onnx"),
+                    ("ctranslate2", "ctranslate2"),
+                    ("numpy", "numpy"),
+                ]
+            ),
+            "distilbert_fast": common.package_version("distilbert_fast", "distilbert_fast"),
+            "distilbert_fast_git_sha": common.git_sha(),
+        },
+        "model": {
+            "dir": str(model_dir),
+            "default_random_weights": args.model is None,
+            "seed": MODEL_SEED,
+            **cfg,
+        },
+        "method": {
+            "rounds_requested": args.rounds,
+            "rounds_done": rounds_done,
+            "warmup_calls": args.warmup,
+            "gap_ms": args.gap_ms,
+            "threads": args.threads,
+            "max_minutes": args.max_minutes,
+            "quick": args.quick,
+            "statistic": "median seconds per call over rounds",
+            "metric": "real (unpadded) tokens / median seconds",
+        },
         "workloads": {k: workloads[k].stats() for k in WORKLOADS},
         "engines": {k: results[k] for k in results if results[k]["timed"]},
         "ratios": compute_ratios(results, args),
@@ -698,8 +863,10 @@ def main(argv=None) -> int:
     log(f"[done] {report['elapsed_s']:.0f}s; wrote {args.output} and {args.json}")
     anchors_failed = [k for k in args.engines if results[k]["status"] == "failed" and not k.startswith("df")]
     if anchors_failed:
-        log(f"[done] ANCHOR FAILURE: {anchors_failed} failed; their rows are empty and ratios against them are "
-            "missing. Exit status 2.")
+        log(
+            f"[done] ANCHOR FAILURE: {anchors_failed} failed; their rows are empty and ratios against them are "
+            "missing. Exit status 2."
+        )
         return 2
     return 0
 
@@ -721,44 +888,70 @@ def render_markdown(rep: dict, args) -> str:
     lines = ["# distilbert_fast end-to-end CPU benchmark", ""]
     if meth["quick"]:
         lines += ["**Quick smoke run (few rounds): numbers are indicative only.**", ""]
-    lines += [f"Generated {rep['date']} by `{rep['command']}` in {rep['elapsed_s']:.0f} s.", "",
-              "## Machine", "",
-              f"- CPU: {m.get('cpu_model')} (family {m.get('cpu_family', '?')}), {m.get('usable_cpus')} usable "
-              f"cores, flags {', '.join(m.get('cpu_flags', [])) or '-'}, {m.get('mem_gib', '?')} GiB RAM",
-              f"- torch threads {m.get('torch_num_threads')} (inter-op {m.get('torch_num_interop_threads')}); "
-              f"ORT intra_op_num_threads {meth['threads']}; CT2 intra_threads {meth['threads']}",
-              f"- load average at the end of the run: {m.get('load_avg', '?')} (a shared machine is noisy: "
-              "compare engines within one run, not across runs)", "",
-              "## Versions", "",
-              common.markdown_table(["package", "version"],
-                                    [[k, v[k] or "not installed"] for k in v if k != "distilbert_fast_git_sha"]
-                                    + [["distilbert_fast git sha", v.get("distilbert_fast_git_sha") or "?"]]),
-              "", "## Method", ""]
+    lines += [
+        f"Generated {rep['date']} by `{rep['command']}` in {rep['elapsed_s']:.0f} s.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m.get('cpu_model')} (family {m.get('cpu_family', '?')}), {m.get('usable_cpus')} usable "
+        f"cores, flags {', '.join(m.get('cpu_flags', [])) or '-'}, {m.get('mem_gib', '?')} GiB RAM",
+        f"- torch threads {m.get('torch_num_threads')} (inter-op {m.get('torch_num_interop_threads')}); "
+        f"ORT intra_op_num_threads {meth['threads']}; CT2 intra_threads {meth['threads']}",
+        f"- load average at the end of the run: {m.get('load_avg', '?')} (a shared machine is noisy: "
+        "compare engines within one run, not across runs)",
+        "",
+        "## Versions",
+        "",
+        common.markdown_table(
+            ["package", "version"],
+            [[k, v[k] or "not installed"] for k in v if k != "distilbert_fast_git_sha"]
+            + [["distilbert_fast git sha", v.get("distilbert_fast_git_sha") or "?"]],
+        ),
+        "",
+        "## Method",
+        "",
+    ]
     mod = rep["model"]
     if mod["default_random_weights"]:
-        lines.append(f"- Model: DistilBERT-base shape (dim {mod['dim']}, {mod['n_layers']} layers, {mod['n_heads']} "
-                     f"heads, FFN {mod['hidden_dim']}, vocab {mod['vocab_size']}), random weights "
-                     f"(transformers init, seed {mod['seed']}), bert-base-uncased tokenizer.")
+        lines.append(
+            f"- Model: DistilBERT-base shape (dim {mod['dim']}, {mod['n_layers']} layers, {mod['n_heads']} "
+            f"heads, FFN {mod['hidden_dim']}, vocab {mod['vocab_size']}), random weights "
+            f"(transformers init, seed {mod['seed']}), bert-base-uncased tokenizer."
+        )
     else:
-        lines.append(f"- Model: `{mod['dir']}` (dim {mod['dim']}, {mod['n_layers']} layers, {mod['n_heads']} heads).")
+        lines.append(
+            f"- Model: `{mod['dir']}` (dim {mod['dim']}, {mod['n_layers']} layers, {mod['n_heads']} heads)."
+        )
     for k in wls:
         s = rep["workloads"][k]
-        lines.append(f"- `{k}`: {s['desc']}: {s['batch']} x {s['padded_len']} padded slots, {s['real_tokens']} real "
-                     f"tokens (mean {s['mean_len']:.1f}, max {s['max_len']}, {s['fill']:.0%} of the slots are real)"
-                     + (f"; each timing sample averages {s['calls_per_sample']} calls" if s['calls_per_sample'] > 1
-                        else ""))
+        lines.append(
+            f"- `{k}`: {s['desc']}: {s['batch']} x {s['padded_len']} padded slots, {s['real_tokens']} real "
+            f"tokens (mean {s['mean_len']:.1f}, max {s['max_len']}, {s['fill']:.0%} of the slots are real)"
+            + (
+                f"; each timing sample averages {s['calls_per_sample']} calls"
+                if s["calls_per_sample"] > 1
+                else ""
+            )
+        )
     lines += [
         f"- All engines in one process, timed interleaved round-robin: {meth['warmup_calls']} warm-up call(s) per "
         f"engine, then up to {meth['rounds_requested']} rounds per workload (done: "
         + ", ".join(f"{k} {n}" for k, n in meth["rounds_done"].items())
         + f"); each round times every engine once, the starting engine rotates, {meth['gap_ms']:.0f} ms idle "
-          "between calls. Reported: real (unpadded) tokens / median seconds per call.",
+        "between calls. Reported: real (unpadded) tokens / median seconds per call.",
         "- Timed: the model forward only (tokenisation excluded; inputs prebuilt in each engine's native format: "
         "padded torch tensors / numpy arrays + attention mask, CT2 unpadded token-id lists).",
         "- Correctness: max |diff| of last_hidden_state over the real tokens of the mixed batch, vs HF eager "
         "fp32 (fp32 engines should be ~1e-5; bf16 and int8 are lossy by design).",
-        "", "## Results", "", "Real tokens per second (higher is better).", ""]
-    headers = ["engine"] + [f"{w} tok/s" for w in wls] + ["max abs diff vs HF eager (mixed)", "noise (IQR/median)"]
+        "",
+        "## Results",
+        "",
+        "Real tokens per second (higher is better).",
+        "",
+    ]
+    headers = (
+        ["engine"] + [f"{w} tok/s" for w in wls] + ["max abs diff vs HF eager (mixed)", "noise (IQR/median)"]
+    )
     rows = []
     for key, rec in rep["engines"].items():
         if rec["status"] != "ok":
@@ -770,14 +963,17 @@ def render_markdown(rep: dict, args) -> str:
             continue
         noise = [w["rel_iqr"] for w in rec["workloads"].values() if "rel_iqr" in w]
         diff = "0 (reference)" if key == REFERENCE else common.fmt_sci(rec["max_abs_diff_vs_hf_eager"])
-        rows.append([rec["label"]] + [_cell(rec, w) for w in wls]
-                    + [diff,
-                       f"{max(noise):.0%}" if noise else "-"])
+        rows.append(
+            [rec["label"]] + [_cell(rec, w) for w in wls] + [diff, f"{max(noise):.0%}" if noise else "-"]
+        )
     lines += [common.markdown_table(headers, rows), ""]
     if rep["ratios"]:
         lines += ["distilbert_fast vs anchors: tok/s ratio (> 1.00x: distilbert_fast is faster).", ""]
-        rrows = [[f"{ENGINE_LABELS[r['ours']]} / {ENGINE_LABELS[r['anchor']]}"]
-                 + [common.fmt_ratio(r["by_workload"].get(w)) for w in wls] for r in rep["ratios"]]
+        rrows = [
+            [f"{ENGINE_LABELS[r['ours']]} / {ENGINE_LABELS[r['anchor']]}"]
+            + [common.fmt_ratio(r["by_workload"].get(w)) for w in wls]
+            for r in rep["ratios"]
+        ]
         lines += [common.markdown_table(["ratio"] + wls, rrows), ""]
     lines += ["## Notes", ""]
     for key, rec in rep["engines"].items():
@@ -786,8 +982,11 @@ def render_markdown(rep: dict, args) -> str:
             detail = (detail + "; " if detail else "") + f"error: {rec['error']}"
         diffs = rec.get("max_abs_diff_by_workload", {})
         if diffs and key != REFERENCE:
-            detail += ("; " if detail else "") + "max abs diff vs HF eager: " + ", ".join(
-                f"{w} {d:.1e}" for w, d in diffs.items())
+            detail += (
+                ("; " if detail else "")
+                + "max abs diff vs HF eager: "
+                + ", ".join(f"{w} {d:.1e}" for w, d in diffs.items())
+            )
         for wname, w in rec["workloads"].items():
             if "error" in w:
                 detail += f"; {wname} FAILED: {w['error']}"

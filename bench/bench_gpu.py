@@ -16,6 +16,7 @@ End to end (random-weight DistilBERT-base, created once under bench/_work/): rea
 the chosen dtype, HF sdpa + torch.compile, distilbert_fast triton (eager, packed) and triton + CUDA graphs.
 Every engine's output on the real tokens is checked against HF sdpa in fp32 (max abs diff, min cosine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,16 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # the source tree, if not installed
 import common  # noqa: E402
-from common import WORK_DIR, log  # noqa: E402
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from common import WORK_DIR, log  # noqa: E402
 
 MODEL_DIR = WORK_DIR / "distilbert-base-gpu"
 MODEL_SEED = 0
@@ -88,8 +89,15 @@ def op_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[d
     rows: list[dict[str, Any]] = []
 
     def record(op, shape, t_ms, ref_ms, flops=None, nbytes=None, diff=None, ref_name="torch"):
-        row = {"op": op, "shape": shape, "triton_ms": t_ms, "torch_ms": ref_ms, "reference": ref_name,
-               "speedup": ref_ms / t_ms if t_ms and ref_ms else None, "max_abs_diff": diff}
+        row = {
+            "op": op,
+            "shape": shape,
+            "triton_ms": t_ms,
+            "torch_ms": ref_ms,
+            "reference": ref_name,
+            "speedup": ref_ms / t_ms if t_ms and ref_ms else None,
+            "max_abs_diff": diff,
+        }
         if flops:
             row["triton_tflops"] = flops / (t_ms * 1e-3) / 1e12
             row["torch_tflops"] = flops / (ref_ms * 1e-3) / 1e12 if ref_ms else None
@@ -103,50 +111,85 @@ def op_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[d
         for N in token_counts:
             x = rnd(N, D)
             # GEMMs: fused QKV, attention output, FFN in (+GELU), FFN out
-            for name, K, Nout, act in (("linear qkv", D, 3 * D, None), ("linear out", D, D, None),
-                                       ("linear ffn1+gelu", D, Fdim, "gelu"), ("linear ffn2", Fdim, D, None)):
+            for name, K, Nout, act in (
+                ("linear qkv", D, 3 * D, None),
+                ("linear out", D, D, None),
+                ("linear ffn1+gelu", D, Fdim, "gelu"),
+                ("linear ffn2", Fdim, D, None),
+            ):
                 xin = x if K == D else rnd(N, K)
-                w, b = rnd(Nout, K, scale=K ** -0.5), rnd(Nout, scale=0.1)
+                w, b = rnd(Nout, K, scale=K**-0.5), rnd(Nout, scale=0.1)
                 ours = lambda: T.linear_fused(xin, w, b, act)  # noqa: E731
                 ref = lambda: R.linear(xin, w, b, act)  # noqa: E731  (F.linear, then F.gelu)
-                record(name, f"{N}x{K} -> {Nout}", timer(ours), timer(ref), flops=2 * N * K * Nout,
-                       nbytes=(N * K + Nout * K + N * Nout) * es, diff=max_diff(ours(), ref()))
+                record(
+                    name,
+                    f"{N}x{K} -> {Nout}",
+                    timer(ours),
+                    timer(ref),
+                    flops=2 * N * K * Nout,
+                    nbytes=(N * K + Nout * K + N * Nout) * es,
+                    diff=max_diff(ours(), ref()),
+                )
             # residual add + LayerNorm, as HF runs it in half precision: F.layer_norm(x + r)
             r, lw, lb = rnd(N, D), 1 + rnd(D, scale=0.1), rnd(D, scale=0.1)
             ours = lambda: T.add_layer_norm_rows(x, r, lw, lb)  # noqa: E731
             ref = lambda: F.layer_norm(x + r, (D,), lw, lb, 1e-12)  # noqa: E731
-            record("add_layer_norm", f"{N}x{D}", timer(ours), timer(ref), nbytes=3 * N * D * es,
-                   diff=max_diff(ours(), R.add_layer_norm(x, r, lw, lb)))
+            record(
+                "add_layer_norm",
+                f"{N}x{D}",
+                timer(ours),
+                timer(ref),
+                nbytes=3 * N * D * es,
+                diff=max_diff(ours(), R.add_layer_norm(x, r, lw, lb)),
+            )
             # embeddings: gather word + position rows, add, LayerNorm
             word, pos = rnd(V, D), rnd(P, D)
             ids = torch.randint(0, V, (N,), generator=g).to(device)
             pids = (torch.arange(N) % min(P, 128)).to(device)
             ours = lambda: T.embeddings_rows(ids, None, pids, word, pos, lw, lb)  # noqa: E731
             ref = lambda: F.layer_norm(word[ids] + pos[pids], (D,), lw, lb, 1e-12)  # noqa: E731
-            record("embeddings", f"{N}x{D}", timer(ours), timer(ref), nbytes=3 * N * D * es + 16 * N,
-                   diff=max_diff(ours(), R.embeddings(ids, None, pids, word, pos, lw, lb)))
+            record(
+                "embeddings",
+                f"{N}x{D}",
+                timer(ours),
+                timer(ref),
+                nbytes=3 * N * D * es + 16 * N,
+                diff=max_diff(ours(), R.embeddings(ids, None, pids, word, pos, lw, lb)),
+            )
 
         # attention: packed varlen kernel vs SDPA on the padded batch (what HF sdpa runs)
         S = 16 if args.smoke else 128
         lens_mixed = _mixed_lengths(8 if args.smoke else 64, S)
-        for label, lengths in (("attn 1xS", [S]), ("attn 32xS", [S] * (4 if args.smoke else 32)),
-                               ("attn mixed", lens_mixed)):
+        for label, lengths in (
+            ("attn 1xS", [S]),
+            ("attn 32xS", [S] * (4 if args.smoke else 32)),
+            ("attn mixed", lens_mixed),
+        ):
             B = len(lengths)
             mask = (torch.arange(S)[None] < torch.tensor(lengths)[:, None]).long().to(device)
             qkv_pad = rnd(B * S, 3 * D)
             layout = Layout.packed_from_mask(B, S, mask, device)
             q, k, v = layout.pack(qkv_pad.view(B, S, 3 * D)).chunk(3, dim=1)  # strided views, as in the model
             ours = lambda: T.attention(q, k, v, layout, H, None, 0.0, False)[0]  # noqa: E731
-            qh, kh, vh = (t.view(B, S, H, hd).transpose(1, 2)
-                          for t in qkv_pad.view(B, S, 3 * D).chunk(3, dim=-1))
+            qh, kh, vh = (
+                t.view(B, S, H, hd).transpose(1, 2) for t in qkv_pad.view(B, S, 3 * D).chunk(3, dim=-1)
+            )
             bias = torch.zeros(B, 1, 1, S, device=device, dtype=dtype)
             bias = bias.masked_fill(mask[:, None, None, :] == 0, torch.finfo(dtype).min)
             ref = lambda: F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias)  # noqa: E731
             expected = ref().transpose(1, 2).reshape(B * S, D)[mask.reshape(-1).bool()]
             flops = 4 * sum(L * L for L in lengths) * D  # useful work: QK^T and PV on real tokens only
             nbytes = 4 * sum(lengths) * D * es
-            record(label, f"B={B} S={S} real={sum(lengths)}", timer(ours), timer(ref), flops=flops,
-                   nbytes=nbytes, diff=max_diff(ours(), expected), ref_name="sdpa (padded)")
+            record(
+                label,
+                f"B={B} S={S} real={sum(lengths)}",
+                timer(ours),
+                timer(ref),
+                flops=flops,
+                nbytes=nbytes,
+                diff=max_diff(ours(), expected),
+                ref_name="sdpa (padded)",
+            )
     return rows
 
 
@@ -164,8 +207,11 @@ def _mixed_lengths(n: int, S: int) -> list[int]:
 def ensure_model(args) -> Path:
     import transformers
 
-    cfg = (dict(vocab_size=101, dim=64, n_heads=2, n_layers=2, hidden_dim=128, max_position_embeddings=64)
-           if args.smoke else {})
+    cfg = (
+        dict(vocab_size=101, dim=64, n_heads=2, n_layers=2, hidden_dim=128, max_position_embeddings=64)
+        if args.smoke
+        else {}
+    )
     model_dir = (WORK_DIR / "distilbert-gpu-smoke") if args.smoke else MODEL_DIR
     if (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors")):
         return model_dir
@@ -179,8 +225,11 @@ def workloads(args, vocab: int, device: str) -> dict[str, tuple[torch.Tensor, to
     S = 16 if args.smoke else 128
     g = torch.Generator().manual_seed(2)
     out = {}
-    for name, lengths in (("1x128", [S]), ("32x128", [S] * (4 if args.smoke else 32)),
-                          ("mixed", _mixed_lengths(8 if args.smoke else 64, S))):
+    for name, lengths in (
+        ("1x128", [S]),
+        ("32x128", [S] * (4 if args.smoke else 32)),
+        ("mixed", _mixed_lengths(8 if args.smoke else 64, S)),
+    ):
         B = len(lengths)
         ids = torch.randint(1000 if vocab > 2000 else 1, vocab, (B, S), generator=g)
         mask = (torch.arange(S)[None] < torch.tensor(lengths)[:, None]).long()
@@ -215,6 +264,7 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
             log(f"[setup] {key} unavailable: {errors[key]}")
 
     dname = str(dtype).replace("torch.", "")
+
     def hidden_of(m):
         return lambda ids, mask: m(ids, attention_mask=mask).last_hidden_state
 
@@ -231,8 +281,10 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
     add(f"distilbert_fast triton {dname}", lambda: hidden_of(ours()))
     if not args.smoke:
         buckets = sorted({tuple(ids.shape) for ids, _ in wls.values()})
-        add(f"distilbert_fast triton {dname} + CUDA graphs",
-            lambda: hidden_of(CudaGraphRunner(ours(), buckets=buckets)))
+        add(
+            f"distilbert_fast triton {dname} + CUDA graphs",
+            lambda: hidden_of(CudaGraphRunner(ours(), buckets=buckets)),
+        )
 
     rows = []
     with torch.inference_mode():
@@ -251,12 +303,21 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
                         traceback.print_exc()
                     continue
                 cos = F.cosine_similarity(got, expected, dim=-1).min().item()
-                row = {"workload": wname, "engine": key, "batch": tuple(ids.shape), "real_tokens": n_real,
-                       "ms": ms, "tokens_per_s": n_real / (ms * 1e-3),
-                       "max_abs_diff": max_diff(got, expected), "min_cosine": cos}
+                row = {
+                    "workload": wname,
+                    "engine": key,
+                    "batch": tuple(ids.shape),
+                    "real_tokens": n_real,
+                    "ms": ms,
+                    "tokens_per_s": n_real / (ms * 1e-3),
+                    "max_abs_diff": max_diff(got, expected),
+                    "min_cosine": cos,
+                }
                 rows.append(row)
-                log(f"  {wname:<7} {key:<45} {ms:9.3f} ms  {row['tokens_per_s']:>12,.0f} tok/s  "
-                    f"diff {row['max_abs_diff']:.2e}  cos {cos:.5f}")
+                log(
+                    f"  {wname:<7} {key:<45} {ms:9.3f} ms  {row['tokens_per_s']:>12,.0f} tok/s  "
+                    f"diff {row['max_abs_diff']:.2e}  cos {cos:.5f}"
+                )
     for key, err in errors.items():
         rows.append({"workload": "-", "engine": key, "error": err})
     return rows
@@ -267,28 +328,75 @@ def e2e_benchmarks(args, timer: Timer, device: str, dtype: torch.dtype) -> list[
 # ----------------------------------------------------------------------------------------------------------
 def render(op_rows, e2e_rows, meta) -> str:
     f = lambda x, p=3: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
-    out = [f"# Triton backend on {meta['device']} ({meta['dtype']})", "",
-           f"torch {meta['versions'].get('torch')}, triton {meta['versions'].get('triton')}, "
-           f"transformers {meta['versions'].get('transformers')}; git {meta.get('git_sha')}; "
-           f"{meta['date']}", ""]
+    out = [
+        f"# Triton backend on {meta['device']} ({meta['dtype']})",
+        "",
+        f"torch {meta['versions'].get('torch')}, triton {meta['versions'].get('triton')}, "
+        f"transformers {meta['versions'].get('transformers')}; git {meta.get('git_sha')}; "
+        f"{meta['date']}",
+        "",
+    ]
     if op_rows:
-        out += ["## Ops (median of triton.testing.do_bench)", "",
-                common.markdown_table(
-                    ["op", "shape", "triton ms", "torch ms", "speedup", "triton TFLOP/s", "torch TFLOP/s",
-                     "triton GB/s", "torch GB/s", "max |diff|", "torch reference"],
-                    [[r["op"], r["shape"], f(r["triton_ms"], 4), f(r["torch_ms"], 4), f(r["speedup"], 2),
-                      f(r.get("triton_tflops"), 1), f(r.get("torch_tflops"), 1), f(r.get("triton_gbps"), 0),
-                      f(r.get("torch_gbps"), 0), f"{r['max_abs_diff']:.1e}", r["reference"]]
-                     for r in op_rows],
-                    align="llrrrrrrrrl"), ""]
+        out += [
+            "## Ops (median of triton.testing.do_bench)",
+            "",
+            common.markdown_table(
+                [
+                    "op",
+                    "shape",
+                    "triton ms",
+                    "torch ms",
+                    "speedup",
+                    "triton TFLOP/s",
+                    "torch TFLOP/s",
+                    "triton GB/s",
+                    "torch GB/s",
+                    "max |diff|",
+                    "torch reference",
+                ],
+                [
+                    [
+                        r["op"],
+                        r["shape"],
+                        f(r["triton_ms"], 4),
+                        f(r["torch_ms"], 4),
+                        f(r["speedup"], 2),
+                        f(r.get("triton_tflops"), 1),
+                        f(r.get("torch_tflops"), 1),
+                        f(r.get("triton_gbps"), 0),
+                        f(r.get("torch_gbps"), 0),
+                        f"{r['max_abs_diff']:.1e}",
+                        r["reference"],
+                    ]
+                    for r in op_rows
+                ],
+                align="llrrrrrrrrl",
+            ),
+            "",
+        ]
     if e2e_rows:
         ok = [r for r in e2e_rows if "error" not in r]
-        out += ["## End to end (real tokens / s; diff vs HF sdpa fp32 on real tokens)", "",
-                common.markdown_table(
-                    ["workload", "engine", "batch", "ms", "tokens/s", "max |diff|", "min cos"],
-                    [[r["workload"], r["engine"], "x".join(map(str, r["batch"])), f(r["ms"]),
-                      common.fmt_rate(r["tokens_per_s"]), f"{r['max_abs_diff']:.1e}", f(r["min_cosine"], 5)]
-                     for r in ok], align="lllrrrr"), ""]
+        out += [
+            "## End to end (real tokens / s; diff vs HF sdpa fp32 on real tokens)",
+            "",
+            common.markdown_table(
+                ["workload", "engine", "batch", "ms", "tokens/s", "max |diff|", "min cos"],
+                [
+                    [
+                        r["workload"],
+                        r["engine"],
+                        "x".join(map(str, r["batch"])),
+                        f(r["ms"]),
+                        common.fmt_rate(r["tokens_per_s"]),
+                        f"{r['max_abs_diff']:.1e}",
+                        f(r["min_cosine"], 5),
+                    ]
+                    for r in ok
+                ],
+                align="lllrrrr",
+            ),
+            "",
+        ]
         for r in e2e_rows:
             if "error" in r:
                 out.append(f"- {r['engine']}: {r['error']}")
@@ -298,13 +406,16 @@ def render(op_rows, e2e_rows, meta) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", choices=list(DTYPES), default="float16")
-    p.add_argument("--no-compile", action="store_true",
-                   help="skip the torch.compile engine (slow to compile)")
+    p.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile engine (slow to compile)"
+    )
     p.add_argument("--ops-only", action="store_true")
     p.add_argument("--e2e-only", action="store_true")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny shapes and a wall-clock timer; runs on CPU under TRITON_INTERPRET=1 "
-                        "(code-path check)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny shapes and a wall-clock timer; runs on CPU under TRITON_INTERPRET=1 (code-path check)",
+    )
     p.add_argument("--json", default=None, help="default bench/_work/gpu_results[.smoke].json")
     p.add_argument("--output", default=None, help="also write the markdown report here")
     p.add_argument("--verbose", action="store_true")
@@ -318,8 +429,10 @@ def main(argv=None) -> int:
             print("skipped: --smoke without CUDA needs TRITON_INTERPRET=1")
             return 0
     elif not torch.cuda.is_available():
-        print("skipped: no CUDA (torch.cuda.is_available() is False); "
-              "use TRITON_INTERPRET=1 ... --smoke for a CPU code-path check")
+        print(
+            "skipped: no CUDA (torch.cuda.is_available() is False); "
+            "use TRITON_INTERPRET=1 ... --smoke for a CPU code-path check"
+        )
         return 0
     import distilbert_fast.ops.triton as T
 
@@ -330,11 +443,17 @@ def main(argv=None) -> int:
     dtype = DTYPES[args.dtype] if device == "cuda" else torch.float32
     timer = Timer(smoke=args.smoke or device == "cpu")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    meta = {"device": torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)",
-            "dtype": str(dtype).replace("torch.", ""), "date": common.now_iso(), "git_sha": common.git_sha(),
-            "versions": common.versions([("torch", "torch"), ("triton", "triton"),
-                                         ("transformers", "transformers")]),
-            "machine": common.machine_info(), "smoke": args.smoke}
+    meta = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)",
+        "dtype": str(dtype).replace("torch.", ""),
+        "date": common.now_iso(),
+        "git_sha": common.git_sha(),
+        "versions": common.versions(
+            [("torch", "torch"), ("triton", "triton"), ("transformers", "transformers")]
+        ),
+        "machine": common.machine_info(),
+        "smoke": args.smoke,
+    }
     log(f"[bench_gpu] {meta['device']}, {meta['dtype']}")
     op_rows = [] if args.e2e_only else op_benchmarks(args, timer, device, dtype)
     e2e_rows = [] if args.ops_only else e2e_benchmarks(args, timer, device, dtype)

@@ -12,6 +12,7 @@ and transformers + torch dynamic int8 (torch.ao quantize_dynamic on nn.Linear).
 
     .venv/bin/python bench/bench_int8_accuracy.py [--texts 400] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,14 +47,21 @@ def mean_pool(h: np.ndarray, lengths: list[int]) -> np.ndarray:
 
 def metrics(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict[str, float]:
     cos = (ref * got).sum(1)
+
     def neighbours(e):
         s = e @ e.T
         np.fill_diagonal(s, -np.inf)
         return np.argsort(-s, axis=1)[:, :k]
+
     a, b = neighbours(ref), neighbours(got)
     top1 = float((a[:, 0] == b[:, 0]).mean())
     overlap = float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
-    return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "top1": top1, "top10_overlap": overlap}
+    return {
+        "cos_mean": float(cos.mean()),
+        "cos_min": float(cos.min()),
+        "top1": top1,
+        "top10_overlap": overlap,
+    }
 
 
 def dbf_embed(model_dir, batches, backend, quantize, per_tensor=False):
@@ -68,11 +76,13 @@ def dbf_embed(model_dir, batches, backend, quantize, per_tensor=False):
     model.prepare_for_inference()
     orig = R.quantize_rows
     if per_tensor:  # the alternative: one scale per activation tensor (what oneDNN's qlinear takes)
+
         def per_tensor_rows(x):
             q, _ = orig(x.reshape(1, -1))
             amax = x.float().abs().max()
             s = torch.full((x.shape[0],), float(amax / R.QMAX) if amax > 0 else 1.0)
             return q.reshape(x.shape), s
+
         R.quantize_rows = per_tensor_rows
     try:
         out = []
@@ -90,11 +100,12 @@ def ct2_embed(model_dir, batches, tmp: Path):
 
     out_dir = tmp / "ct2-int8"
     if not (out_dir / "model.bin").is_file():
-        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(out_dir), quantization="int8",
-                                                                            force=True)
+        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(
+            str(out_dir), quantization="int8", force=True
+        )
     enc = ctranslate2.Encoder(str(out_dir), device="cpu", compute_type="int8", intra_threads=2)
     out = []
-    for ids, mask, lengths in batches:
+    for ids, _mask, lengths in batches:
         seqs = [ids[i, :n].tolist() for i, n in enumerate(lengths)]
         h = np.array(enc.forward_batch(seqs).last_hidden_state)
         out.append(mean_pool(h, lengths))
@@ -131,14 +142,18 @@ def main(argv=None) -> int:
     texts = load_texts(args.texts)
     batches = []
     for i in range(0, len(texts), args.batch):
-        enc = tok(texts[i:i + args.batch], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        enc = tok(
+            texts[i : i + args.batch], padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
         batches.append((enc["input_ids"], enc["attention_mask"], enc["attention_mask"].sum(1).tolist()))
     args.tmp.mkdir(parents=True, exist_ok=True)
     ref = dbf_embed(model_dir, batches, "cpp", None)
     engines = {
         "distilbert_fast int8 (cpp, fused)": lambda: dbf_embed(model_dir, batches, "cpp", "int8"),
         "distilbert_fast int8 (torch reference)": lambda: dbf_embed(model_dir, batches, "torch", "int8"),
-        "reference, per-tensor activation scales": lambda: dbf_embed(model_dir, batches, "torch", "int8", True),
+        "reference, per-tensor activation scales": lambda: dbf_embed(
+            model_dir, batches, "torch", "int8", True
+        ),
         "CTranslate2 int8": lambda: ct2_embed(model_dir, batches, args.tmp),
         "transformers + torch dynamic int8": lambda: torch_dynamic_embed(model_dir, batches),
     }
@@ -156,7 +171,9 @@ def main(argv=None) -> int:
         if "error" in r:
             print(f"| {name} | {r['error']} | | | |")
         else:
-            print(f"| {name} | {r['cos_mean']:.5f} | {r['cos_min']:.5f} | {r['top1']:.3f} | {r['top10_overlap']:.3f} |")
+            print(
+                f"| {name} | {r['cos_mean']:.5f} | {r['cos_min']:.5f} | {r['top1']:.3f} | {r['top10_overlap']:.3f} |"
+            )
     if args.json:
         args.json.write_text(json.dumps({"texts": len(texts), "tokens": n_tok, "rows": rows}, indent=1))
     return 0

@@ -9,6 +9,7 @@ weights, DistilBertForTokenClassification under inference_mode:
   reference    the padded reference ops (the torch table)
 Interleaved rounds, median per layout; run under `flock /tmp/dbf-bench.lock`.
 """
+
 from __future__ import annotations
 
 import statistics

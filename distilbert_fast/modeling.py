@@ -8,15 +8,18 @@ branch on device or backend: they call `ops.<op>` from the op table resolved onc
 Shapes: B batch, S padded sequence length, N token rows (B*S padded, or the real-token count packed),
 D dim, H heads, F hidden_dim (FFN width), V vocab size.
 """
+
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from . import ops as ops_mod
@@ -35,6 +38,7 @@ from .outputs import (
     TokenClassifierOutput,
 )
 from .packing import Layout
+from .pretrained import PreTrainedModelMixin
 from .sync import SharedExclusiveLock
 
 # Whole-model call runners by name, filled by the runtime layer above (cuda_graphs.py registers
@@ -45,6 +49,29 @@ CALL_RUNNERS: dict[str, Any] = {}
 def register_call_runner(name: str, factory) -> None:
     """factory(model, buckets) -> a callable runner(input_ids, attention_mask) for set_call_runner."""
     CALL_RUNNERS[name] = factory
+
+
+class SlowPathWarning(UserWarning):
+    """An eval-mode call ran the reference ops only because autograd was enabled."""
+
+
+_warned_slow_path = False
+
+
+def warn_slow_path(backend: str) -> None:
+    """Once per process: an eval-mode call with autograd enabled runs the plain-PyTorch reference ops (they
+    record gradients), not the backend's fused kernels."""
+    global _warned_slow_path
+    if not _warned_slow_path:
+        _warned_slow_path = True
+        warnings.warn(
+            f"distilbert_fast: this eval-mode call runs the slow reference ops instead of the {backend} "
+            "kernels because autograd is enabled (the weights require grad). For inference, call the "
+            "model under `with torch.inference_mode():` (or torch.no_grad()); training keeps using "
+            "the reference ops. Shown once (distilbert_fast.modeling.SlowPathWarning).",
+            SlowPathWarning,
+            stacklevel=4,
+        )
 
 
 def create_sinusoidal_embeddings(n_pos: int, dim: int) -> torch.Tensor:
@@ -142,6 +169,7 @@ class Transformer(nn.Module):
 class Encoded:
     """What the encoder hands to the heads: token rows plus their layout, so per-token heads can run on
     the real tokens only and unpack once."""
+
     hidden: torch.Tensor  # (N, D)
     layout: Layout
     hidden_states: tuple[torch.Tensor, ...] | None  # each (B, S, D)
@@ -158,7 +186,7 @@ class Encoded:
 # ----------------------------------------------------------------------------------------------------------
 # Base class: weights init, backend, checkpoints
 # ----------------------------------------------------------------------------------------------------------
-class DistilBertPreTrainedModel(nn.Module):
+class DistilBertPreTrainedModel(PreTrainedModelMixin, nn.Module):
     config_class = DistilBertConfig
     base_model_prefix = "distilbert"
 
@@ -187,14 +215,22 @@ class DistilBertPreTrainedModel(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             module.weight.fill_(1.0)
             module.bias.zero_()
-        elif isinstance(module, Embeddings) and self.config.sinusoidal_pos_embds \
-                and not module.position_embeddings.weight.is_meta:
+        elif (
+            isinstance(module, Embeddings)
+            and self.config.sinusoidal_pos_embds
+            and not module.position_embeddings.weight.is_meta
+        ):
             module.position_embeddings.weight.copy_(
-                create_sinusoidal_embeddings(self.config.max_position_embeddings, self.config.dim))
+                create_sinusoidal_embeddings(self.config.max_position_embeddings, self.config.dim)
+            )
 
     def post_init(self) -> None:
         self.apply(self._init_weights)
         self.tie_weights()
+        with torch.no_grad():  # a tied decoder's Linear init redrew the embedding matrix: padding rows stay 0
+            for m in self.modules():
+                if isinstance(m, nn.Embedding) and m.padding_idx is not None and not m.weight.is_meta:
+                    m.weight[m.padding_idx].zero_()
 
     def tie_weights(self) -> None:
         pass
@@ -280,8 +316,14 @@ class DistilBertPreTrainedModel(nn.Module):
 
     def __call__(self, *args, **kwargs):
         runner = self.__dict__.get("_call_runner")
-        if runner is not None and len(args) <= 2 and set(kwargs) <= {"input_ids", "attention_mask"} \
-                and not self.training and not torch.is_grad_enabled():
+        if (
+            runner is not None
+            and len(args) <= 2
+            and set(kwargs) <= {"input_ids", "attention_mask"}
+            and not self.training
+            and not torch.is_grad_enabled()
+            and self.call_flags() == (False, False, True)
+        ):  # config call defaults: plain outputs
             return runner(*args, **kwargs)
         with self._weights_lock().shared():
             return super().__call__(*args, **kwargs)
@@ -291,6 +333,18 @@ class DistilBertPreTrainedModel(nn.Module):
         """The encoder: self for DistilBertModel, `.distilbert` for every head class."""
         return self if isinstance(self, DistilBertModel) else self.distilbert
 
+    def call_flags(
+        self, output_attentions=None, output_hidden_states=None, return_dict=None
+    ) -> tuple[bool, bool, bool]:
+        """A call's output_attentions / output_hidden_states / return_dict: the argument when given, else the
+        config's (transformers: config.output_hidden_states etc. are the call defaults)."""
+        cfg = self.config
+        return (
+            bool(cfg.output_attentions if output_attentions is None else output_attentions),
+            bool(cfg.output_hidden_states if output_hidden_states is None else output_hidden_states),
+            bool(cfg.return_dict if return_dict is None else return_dict),
+        )
+
     def run_head(self, ops: OpTable, enc: Encoded, **labels):
         """The class's head on the encoder's rows (see Encoded) through the op table -> its output object."""
         raise NotImplementedError
@@ -298,8 +352,9 @@ class DistilBertPreTrainedModel(nn.Module):
     def ops_for_call(self, need_reference: bool = False) -> OpTable:
         """The op table of one call. Fused kernels serve inference; whenever autograd, dropout or attention
         probabilities are needed the reference ops run, so training and output_attentions always work."""
-        if need_reference or self.training or torch.is_grad_enabled() and any(
-                p.requires_grad for p in self.parameters()):
+        if need_reference or self.training:
+            return ops_mod.TORCH
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return ops_mod.TORCH
         return self.ops
 
@@ -325,8 +380,11 @@ class DistilBertPreTrainedModel(nn.Module):
         """State-dict keys that are the word-embedding matrix under another name (a tied output projection):
         neither required when loading nor saved."""
         emb = self.get_input_embeddings().weight
-        return {name for name, p in self.named_parameters(remove_duplicate=False)
-                if p is emb and not name.endswith("embeddings.word_embeddings.weight")}
+        return {
+            name
+            for name, p in self.named_parameters(remove_duplicate=False)
+            if p is emb and not name.endswith("embeddings.word_embeddings.weight")
+        }
 
     def config_to_save(self) -> dict:
         """config.json as save_pretrained writes it."""
@@ -334,9 +392,6 @@ class DistilBertPreTrainedModel(nn.Module):
         d["architectures"] = [type(self).__name__]
         d["dtype"] = str(self.dtype).removeprefix("torch.")
         return d
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -347,61 +402,91 @@ class DistilBertModel(DistilBertPreTrainedModel):
         super().__init__(config, backend)
         self.embeddings = Embeddings(config)
         self.transformer = Transformer(config)
-        self.register_buffer("position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False)
+        self.register_buffer(
+            "position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
-    def get_position_embeddings(self) -> nn.Embedding:
-        return self.embeddings.position_embeddings
-
     def _check_inputs(self, input_ids, attention_mask, inputs_embeds, position_ids) -> tuple[int, int]:
         cfg = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        for name, t in (("input_ids", input_ids), ("inputs_embeds", inputs_embeds),
-                        ("attention_mask", attention_mask), ("position_ids", position_ids)):
+        for name, t in (
+            ("input_ids", input_ids),
+            ("inputs_embeds", inputs_embeds),
+            ("attention_mask", attention_mask),
+            ("position_ids", position_ids),
+        ):
             if isinstance(t, torch.Tensor) and t.is_meta:  # shapes only: nothing to compute on
-                raise ValueError(f"{name} is on the meta device (a tensor without data); pass a tensor with "
-                                 f"values on the model's device ({self.device})")
+                raise ValueError(
+                    f"{name} is on the meta device (a tensor without data); pass a tensor with "
+                    f"values on the model's device ({self.device})"
+                )
         if isinstance(inputs_embeds, torch.Tensor) and inputs_embeds.dtype != self.dtype:
-            raise ValueError(f"inputs_embeds must have the model's dtype {self.dtype}, got "
-                             f"{inputs_embeds.dtype} (cast it with inputs_embeds.to({self.dtype}), or the model "
-                             "with .to())")
+            raise ValueError(
+                f"inputs_embeds must have the model's dtype {self.dtype}, got "
+                f"{inputs_embeds.dtype} (cast it with inputs_embeds.to({self.dtype}), or the model "
+                "with .to())"
+            )
         if input_ids is not None:
-            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-                raise ValueError("input_ids must be an integer tensor of shape (batch, seq_len), got "
-                                 + _describe(input_ids))
+            if (
+                not isinstance(input_ids, torch.Tensor)
+                or input_ids.dim() != 2
+                or input_ids.is_floating_point()
+            ):
+                raise ValueError(
+                    "input_ids must be an integer tensor of shape (batch, seq_len), got "
+                    + _describe(input_ids)
+                )
             B, S = input_ids.shape
             if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
-                raise ValueError(f"input_ids must lie in [0, vocab_size={cfg.vocab_size}), got values in "
-                                 f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+                raise ValueError(
+                    f"input_ids must lie in [0, vocab_size={cfg.vocab_size}), got values in "
+                    f"[{int(input_ids.min())}, {int(input_ids.max())}]"
+                )
         else:
-            if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 \
-                    or inputs_embeds.shape[-1] != cfg.dim:
-                raise ValueError(f"inputs_embeds must have shape (batch, seq_len, dim={cfg.dim}), got "
-                                 + _describe(inputs_embeds))
+            if (
+                not isinstance(inputs_embeds, torch.Tensor)
+                or inputs_embeds.dim() != 3
+                or inputs_embeds.shape[-1] != cfg.dim
+            ):
+                raise ValueError(
+                    f"inputs_embeds must have shape (batch, seq_len, dim={cfg.dim}), got "
+                    + _describe(inputs_embeds)
+                )
             B, S = inputs_embeds.shape[:2]
         if S > cfg.max_position_embeddings and position_ids is None:
-            raise ValueError(f"sequence length {S} exceeds max_position_embeddings={cfg.max_position_embeddings}; "
-                             "truncate the input (tokenizer truncation=True)")
-        if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
-                                           or tuple(attention_mask.shape) != (B, S)):
-            raise ValueError(f"attention_mask must have shape (batch, seq_len)=({B}, {S}), got "
-                             + _describe(attention_mask))
+            raise ValueError(
+                f"sequence length {S} exceeds max_position_embeddings={cfg.max_position_embeddings}; "
+                "truncate the input (tokenizer truncation=True)"
+            )
+        if attention_mask is not None and (
+            not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, S)
+        ):
+            raise ValueError(
+                f"attention_mask must have shape (batch, seq_len)=({B}, {S}), got "
+                + _describe(attention_mask)
+            )
         if position_ids is not None:
-            if not isinstance(position_ids, torch.Tensor) or position_ids.is_floating_point() \
-                    or position_ids.shape[-1] != S or position_ids.dim() not in (1, 2):
-                raise ValueError(f"position_ids must be an integer tensor of shape (seq_len,) or (batch, seq_len) "
-                                 f"with seq_len={S}, got " + _describe(position_ids))
-            if position_ids.numel() and (int(position_ids.min()) < 0
-                                         or int(position_ids.max()) >= cfg.max_position_embeddings):
-                raise ValueError(f"position_ids must lie in [0, max_position_embeddings="
-                                 f"{cfg.max_position_embeddings})")
+            if (
+                not isinstance(position_ids, torch.Tensor)
+                or position_ids.is_floating_point()
+                or position_ids.shape[-1] != S
+                or position_ids.dim() not in (1, 2)
+            ):
+                raise ValueError(
+                    f"position_ids must be an integer tensor of shape (seq_len,) or (batch, seq_len) "
+                    f"with seq_len={S}, got " + _describe(position_ids)
+                )
+            if position_ids.numel() and (
+                int(position_ids.min()) < 0 or int(position_ids.max()) >= cfg.max_position_embeddings
+            ):
+                raise ValueError(
+                    f"position_ids must lie in [0, max_position_embeddings={cfg.max_position_embeddings})"
+                )
         return B, S
 
     def _head_mask(self, head_mask) -> list[torch.Tensor | None]:
@@ -414,12 +499,23 @@ class DistilBertModel(DistilBertPreTrainedModel):
             return [head_mask] * L
         if head_mask.dim() == 2 and tuple(head_mask.shape) == (L, H):
             return list(head_mask.unbind(0))
-        raise ValueError(f"head_mask must have shape (n_heads,)=({H},) or (n_layers, n_heads)=({L}, {H}), "
-                         f"got {tuple(head_mask.shape)}")
+        raise ValueError(
+            f"head_mask must have shape (n_heads,)=({H},) or (n_layers, n_heads)=({L}, {H}), "
+            f"got {tuple(head_mask.shape)}"
+        )
 
-    def encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
-               head_mask=None, output_hidden_states=False, output_attentions=False, adapters=None,
-               need_rows=None) -> Encoded:
+    def encode(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        position_ids=None,
+        head_mask=None,
+        output_hidden_states=False,
+        output_attentions=False,
+        adapters=None,
+        need_rows=None,
+    ) -> Encoded:
         """Run embeddings + all layers. Returns token rows in the backend's layout (see Encoded).
 
         need_rows: None, or a (B, S)-shaped bool tensor of the positions a loss reads. On a packed backend the
@@ -432,6 +528,8 @@ class DistilBertModel(DistilBertPreTrainedModel):
         k copies of the batch, channel after channel."""
         B, S = self._check_inputs(input_ids, attention_mask, inputs_embeds, position_ids)
         ops = self.ops_for_call(need_reference=output_attentions)
+        if ops is ops_mod.TORCH and self.ops.packed and not (output_attentions or self.training):
+            warn_slow_path(self.ops.name)  # only autograd keeps this call off the fused kernels: say so, once
         device = input_ids.device if input_ids is not None else inputs_embeds.device
         if attention_mask is not None and bool(attention_mask.bool().all()):
             attention_mask = None  # nothing masked: skip mask work entirely
@@ -446,15 +544,36 @@ class DistilBertModel(DistilBertPreTrainedModel):
                 # A fully masked sequence whose rows a loss reads: transformers' softmax is uniform over every
                 # (masked) key there; the padded reference path reproduces that exactly. Rare.
                 ops, extra = ops_mod.TORCH, None
-        layout = (Layout.packed_from_mask(B, S, attention_mask, device, extra) if ops.packed
-                  else Layout.padded(B, S, attention_mask))
+        layout = (
+            Layout.packed_from_mask(B, S, attention_mask, device, extra)
+            if ops.packed
+            else Layout.padded(B, S, attention_mask)
+        )
 
-        return self.encode_rows(ops, layout, input_ids, inputs_embeds, position_ids, self._head_mask(head_mask),
-                                output_hidden_states, output_attentions, adapters)
+        return self.encode_rows(
+            ops,
+            layout,
+            input_ids,
+            inputs_embeds,
+            position_ids,
+            self._head_mask(head_mask),
+            output_hidden_states,
+            output_attentions,
+            adapters,
+        )
 
-    def encode_rows(self, ops: OpTable, layout: Layout, input_ids=None, inputs_embeds=None, position_ids=None,
-                    head_masks=None, output_hidden_states=False, output_attentions=False,
-                    adapters=None) -> Encoded:
+    def encode_rows(
+        self,
+        ops: OpTable,
+        layout: Layout,
+        input_ids=None,
+        inputs_embeds=None,
+        position_ids=None,
+        head_masks=None,
+        output_hidden_states=False,
+        output_attentions=False,
+        adapters=None,
+    ) -> Encoded:
         """The encoder with everything explicit: the op table, the row layout (packed, padded or static),
         (B, S) ids or (B, S, D) embeddings, per-layer head masks. No input checks and no host syncs of its
         own, so a CUDA graph can capture it (cuda_graphs.py); `encode` is the checked entry point."""
@@ -465,38 +584,84 @@ class DistilBertModel(DistilBertPreTrainedModel):
         position_ids = position_ids.to(device).expand(B, S)
         if head_masks is None:
             head_masks = [None] * self.config.n_layers
-        x = self.embeddings(ops,
-                            None if input_ids is None else layout.pack(input_ids),
-                            None if inputs_embeds is None else layout.pack(inputs_embeds),
-                            layout.pack(position_ids))  # (N, D)
+        x = self.embeddings(
+            ops,
+            None if input_ids is None else layout.pack(input_ids),
+            None if inputs_embeds is None else layout.pack(inputs_embeds),
+            layout.pack(position_ids),
+        )  # (N, D)
 
         all_hidden = [layout.unpack(x)] if output_hidden_states else None
         all_attn = [] if output_attentions else None
         if adapters is not None:
             adapters.start(layout)
+        # Gradient checkpointing (pretrained.py): training calls recompute each block in backward. Not with a
+        # Parallel adapter composition, whose first block replicates the rows (state the recompute would redo).
+        ckpt = (
+            getattr(self, "gradient_checkpointing", False)
+            and self.training
+            and torch.is_grad_enabled()
+            and (adapters is None or adapters.setup.parallel_channels == 1)
+        )
         for block, hm in zip(self.transformer.layer, head_masks):
-            x, probs = block(ops, x, layout, hm, output_attentions, adapters)
+            if ckpt:
+                x, probs = torch.utils.checkpoint.checkpoint(
+                    block,
+                    ops,
+                    x,
+                    layout,
+                    hm,
+                    output_attentions,
+                    adapters,
+                    **self.gradient_checkpointing_kwargs,
+                )
+            else:
+                x, probs = block(ops, x, layout, hm, output_attentions, adapters)
             if adapters is not None:
                 layout = adapters.layout  # (k*B sequences once a Parallel composition replicated the batch)
             if output_hidden_states:
                 all_hidden.append(layout.unpack(x))
             if output_attentions:
                 all_attn.append(probs)
-        return Encoded(x, layout, None if all_hidden is None else tuple(all_hidden),
-                       None if all_attn is None else tuple(all_attn))
+        return Encoded(
+            x,
+            layout,
+            None if all_hidden is None else tuple(all_hidden),
+            None if all_attn is None else tuple(all_attn),
+        )
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        token_type_ids=None,
+    ):
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         # token_type_ids: DistilBERT has no segment embeddings; accepted because tokenizers emit it.
-        enc = self.encode(input_ids, attention_mask, inputs_embeds, position_ids, head_mask,
-                          bool(output_hidden_states), bool(output_attentions))
+        enc = self.encode(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            position_ids,
+            head_mask,
+            bool(output_hidden_states),
+            bool(output_attentions),
+        )
         out = self.run_head(self.ops_for_call(bool(output_attentions)), enc)
         return out if return_dict is not False else out.to_tuple()
 
     def run_head(self, ops: OpTable, enc: Encoded, **labels) -> BaseModelOutput:
-        return BaseModelOutput(last_hidden_state=enc.padded(), hidden_states=enc.hidden_states,
-                               attentions=enc.attentions)
+        return BaseModelOutput(
+            last_hidden_state=enc.padded(), hidden_states=enc.hidden_states, attentions=enc.attentions
+        )
 
 
 def _describe(x: Any) -> str:
@@ -527,10 +692,27 @@ class _HeadModel(DistilBertPreTrainedModel):
     def get_position_embeddings(self) -> nn.Embedding:
         return self.distilbert.get_position_embeddings()
 
-    def _encode(self, input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                output_attentions, output_hidden_states, need_rows=None) -> Encoded:
-        return self.distilbert.encode(input_ids, attention_mask, inputs_embeds, position_ids, head_mask,
-                                      bool(output_hidden_states), bool(output_attentions), need_rows=need_rows)
+    def _encode(
+        self,
+        input_ids,
+        attention_mask,
+        head_mask,
+        inputs_embeds,
+        position_ids,
+        output_attentions,
+        output_hidden_states,
+        need_rows=None,
+    ) -> Encoded:
+        return self.distilbert.encode(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            position_ids,
+            head_mask,
+            bool(output_hidden_states),
+            bool(output_attentions),
+            need_rows=need_rows,
+        )
 
     @staticmethod
     def _finish(out, return_dict):
@@ -554,6 +736,10 @@ class DistilBertForMaskedLM(_HeadModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.vocab_projector
 
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.vocab_projector = new_embeddings
+        ops_mod.drop_prepared(self)
+
     def head_rows(self, ops: OpTable, rows: torch.Tensor) -> torch.Tensor:
         """(n, D) token rows -> (n, V) vocabulary logits."""
         h = ops.linear(self.vocab_transform, rows, self.config.activation)
@@ -567,12 +753,35 @@ class DistilBertForMaskedLM(_HeadModel):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
         return MaskedLMOutput(loss, logits, enc.hidden_states, enc.attentions)
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
-                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                token_type_ids=None):
-        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states, label_rows(labels))
-        return self._finish(self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        token_type_ids=None,
+    ):
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        enc = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            label_rows(labels),
+        )
+        return self._finish(
+            self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict
+        )
 
 
 class _PooledClassifier(_HeadModel):
@@ -599,12 +808,34 @@ class DistilBertForSequenceClassification(_PooledClassifier):
         loss = None if labels is None else self._loss(logits, labels)
         return SequenceClassifierOutput(loss, logits, enc.hidden_states, enc.attentions)
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
-                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                token_type_ids=None):
-        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states)
-        return self._finish(self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        token_type_ids=None,
+    ):
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        enc = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+        )
+        return self._finish(
+            self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict
+        )
 
     def _loss(self, logits, labels):
         # problem_type chosen exactly as transformers does, and remembered in the config like it.
@@ -633,23 +864,46 @@ class DistilBertForMultipleChoice(_PooledClassifier):
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.post_init()
 
-    def run_head(self, ops: OpTable, enc: Encoded, labels=None, num_choices: int = 1) -> MultipleChoiceModelOutput:
+    def run_head(
+        self, ops: OpTable, enc: Encoded, labels=None, num_choices: int = 1
+    ) -> MultipleChoiceModelOutput:
         logits = self.head_rows(ops, enc.first_tokens()).view(-1, num_choices)  # (B*C, 1) -> (B, C)
         loss = None if labels is None else F.cross_entropy(logits, labels)
         return MultipleChoiceModelOutput(loss, logits, enc.hidden_states, enc.attentions)
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
-                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        token_type_ids=None,
+    ):
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         src = input_ids if input_ids is not None else inputs_embeds
         if src is None or src.dim() < 3:
-            raise ValueError("DistilBertForMultipleChoice expects input_ids of shape (batch, num_choices, "
-                             "seq_len) or inputs_embeds of shape (batch, num_choices, seq_len, dim), got "
-                             + _describe(src))
+            raise ValueError(
+                "DistilBertForMultipleChoice expects input_ids of shape (batch, num_choices, "
+                "seq_len) or inputs_embeds of shape (batch, num_choices, seq_len, dim), got " + _describe(src)
+            )
         num_choices = src.shape[1]
         flat = lambda t, keep: None if t is None else t.reshape(-1, *t.shape[-keep:])  # noqa: E731
-        enc = self._encode(flat(input_ids, 1), flat(attention_mask, 1), head_mask, flat(inputs_embeds, 2),
-                           position_ids, output_attentions, output_hidden_states)
+        enc = self._encode(
+            flat(input_ids, 1),
+            flat(attention_mask, 1),
+            head_mask,
+            flat(inputs_embeds, 2),
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+        )
         out = self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels, num_choices)
         return self._finish(out, return_dict)
 
@@ -673,18 +927,43 @@ class DistilBertForTokenClassification(_HeadModel):
             loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
         return TokenClassifierOutput(loss, logits, enc.hidden_states, enc.attentions)
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
-                position_ids=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                token_type_ids=None):
-        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states, label_rows(labels))
-        return self._finish(self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        token_type_ids=None,
+    ):
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        enc = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            label_rows(labels),
+        )
+        return self._finish(
+            self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict
+        )
 
 
 class DistilBertForQuestionAnswering(_HeadModel):
     def __init__(self, config: DistilBertConfig, backend: str | None = None):
         if config.num_labels != 2:
-            raise ValueError(f"DistilBertForQuestionAnswering needs config.num_labels == 2, got {config.num_labels}")
+            raise ValueError(
+                f"DistilBertForQuestionAnswering needs config.num_labels == 2, got {config.num_labels}"
+            )
         super().__init__(config, backend)
         self.qa_outputs = nn.Linear(config.dim, config.num_labels)
         self.dropout = nn.Dropout(config.qa_dropout)
@@ -694,8 +973,9 @@ class DistilBertForQuestionAnswering(_HeadModel):
         """(n, D) token rows -> (n, 2): start and end logits."""
         return ops.linear(self.qa_outputs, self.dropout(rows))
 
-    def run_head(self, ops: OpTable, enc: Encoded, start_positions=None,
-                 end_positions=None) -> QuestionAnsweringModelOutput:
+    def run_head(
+        self, ops: OpTable, enc: Encoded, start_positions=None, end_positions=None
+    ) -> QuestionAnsweringModelOutput:
         logits = enc.layout.unpack(self.head_rows(ops, enc.hidden))  # (B, S, 2)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, S)
         loss = None
@@ -704,26 +984,56 @@ class DistilBertForQuestionAnswering(_HeadModel):
             S = start_logits.size(1)
             start_positions = start_positions.view(-1).clamp(0, S)
             end_positions = end_positions.view(-1).clamp(0, S)
-            loss = (F.cross_entropy(start_logits, start_positions, ignore_index=S)
-                    + F.cross_entropy(end_logits, end_positions, ignore_index=S)) / 2
+            loss = (
+                F.cross_entropy(start_logits, start_positions, ignore_index=S)
+                + F.cross_entropy(end_logits, end_positions, ignore_index=S)
+            ) / 2
         return QuestionAnsweringModelOutput(loss, start_logits, end_logits, enc.hidden_states, enc.attentions)
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-                start_positions=None, end_positions=None, position_ids=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        token_type_ids=None,
+    ):
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         need = None
         if start_positions is not None and end_positions is not None:
             # transformers' start/end cross-entropy runs over the whole padded length: every slot's logit.
             src = input_ids if input_ids is not None else inputs_embeds
             need = torch.ones(src.shape[:2], dtype=torch.bool, device=src.device) if src is not None else None
-        enc = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, position_ids,
-                           output_attentions, output_hidden_states, need)
+        enc = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            need,
+        )
         out = self.run_head(self.ops_for_call(bool(output_attentions)), enc, start_positions, end_positions)
         return self._finish(out, return_dict)
 
 
 MODEL_CLASSES = {
-    cls.__name__: cls for cls in (DistilBertModel, DistilBertForMaskedLM, DistilBertForSequenceClassification,
-                                  DistilBertForMultipleChoice, DistilBertForTokenClassification,
-                                  DistilBertForQuestionAnswering)
+    cls.__name__: cls
+    for cls in (
+        DistilBertModel,
+        DistilBertForMaskedLM,
+        DistilBertForSequenceClassification,
+        DistilBertForMultipleChoice,
+        DistilBertForTokenClassification,
+        DistilBertForQuestionAnswering,
+    )
 }

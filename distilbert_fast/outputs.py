@@ -3,6 +3,7 @@
 Like transformers' ModelOutput: fields are attributes, `out[0]` / `out[1:]` index the fields that are not None
 (in declaration order), `out["logits"]` looks a field up by name, and `to_tuple()` drops the Nones.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

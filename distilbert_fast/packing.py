@@ -13,6 +13,7 @@
   hidden states at padded positions, and never change a real token's result.
 Conversion happens once at encoder entry (pack) and once at exit (unpack).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -36,8 +37,14 @@ class Layout:
         return cls(batch_size, seq_len, attention_mask, packed=False, max_seqlen=seq_len)
 
     @classmethod
-    def packed_from_mask(cls, batch_size: int, seq_len: int, attention_mask: torch.Tensor | None,
-                         device: torch.device, extra: torch.Tensor | None = None) -> Layout:
+    def packed_from_mask(
+        cls,
+        batch_size: int,
+        seq_len: int,
+        attention_mask: torch.Tensor | None,
+        device: torch.device,
+        extra: torch.Tensor | None = None,
+    ) -> Layout:
         """extra: (B, S) bool, padded positions to compute as well (queries only, after the sequence's real
         tokens); None or nothing extra gives the plain padding-free layout."""
         if attention_mask is not None and extra is not None:
@@ -54,11 +61,20 @@ class Layout:
             lens = attention_mask.bool().sum(1, dtype=torch.int32)
         cu = torch.zeros(batch_size + 1, dtype=torch.int32, device=device)
         torch.cumsum(lens, 0, out=cu[1:])
-        return cls(batch_size, seq_len, attention_mask, packed=True, indices=indices, cu_seqlens=cu,
-                   max_seqlen=int(lens.max()) if batch_size else 0)
+        return cls(
+            batch_size,
+            seq_len,
+            attention_mask,
+            packed=True,
+            indices=indices,
+            cu_seqlens=cu,
+            max_seqlen=int(lens.max()) if batch_size else 0,
+        )
 
     @classmethod
-    def _packed_with_extra(cls, B: int, S: int, real: torch.Tensor, extra: torch.Tensor, attention_mask) -> Layout:
+    def _packed_with_extra(
+        cls, B: int, S: int, real: torch.Tensor, extra: torch.Tensor, attention_mask
+    ) -> Layout:
         # Row order per sequence: real tokens (slot order), then the extra slots (slot order). A stable sort
         # of the kept slots by (sequence, real-first) gives exactly that.
         keep = (real | extra).reshape(-1)
@@ -69,8 +85,16 @@ class Layout:
         lens = (real | extra).sum(1, dtype=torch.int32)
         cu = torch.zeros(B + 1, dtype=torch.int32, device=real.device)
         torch.cumsum(lens, 0, out=cu[1:])
-        return cls(B, S, attention_mask, packed=True, indices=indices, cu_seqlens=cu,
-                   max_seqlen=int(lens.max()) if B else 0, seqused=real.sum(1, dtype=torch.int32))
+        return cls(
+            B,
+            S,
+            attention_mask,
+            packed=True,
+            indices=indices,
+            cu_seqlens=cu,
+            max_seqlen=int(lens.max()) if B else 0,
+            seqused=real.sum(1, dtype=torch.int32),
+        )
 
     @classmethod
     def static(cls, batch_size: int, seq_len: int, attention_mask: torch.Tensor) -> Layout:
@@ -78,8 +102,15 @@ class Layout:
         padding. Only device ops: graph-capturable."""
         device = attention_mask.device
         cu = torch.arange(0, (batch_size + 1) * seq_len, seq_len, dtype=torch.int32, device=device)
-        return cls(batch_size, seq_len, None, packed=False, cu_seqlens=cu, max_seqlen=seq_len,
-                   seqused=attention_mask.sum(1, dtype=torch.int32))
+        return cls(
+            batch_size,
+            seq_len,
+            None,
+            packed=False,
+            cu_seqlens=cu,
+            max_seqlen=seq_len,
+            seqused=attention_mask.sum(1, dtype=torch.int32),
+        )
 
     def replicate(self, k: int) -> Layout:
         """The layout of k copies of the batch, copy after copy: (B sequences) -> (k*B sequences)."""
@@ -87,18 +118,22 @@ class Layout:
         mask = None if self.attention_mask is None else self.attention_mask.repeat(k, 1)
         if self.seqused is not None and not self.packed:  # static: rows stay padded slots, k*B of them
             cu = torch.arange(0, (k * B + 1) * S, S, dtype=torch.int32, device=self.cu_seqlens.device)
-            return replace(self, batch_size=k * B, attention_mask=mask, cu_seqlens=cu,
-                           seqused=self.seqused.repeat(k))
+            return replace(
+                self, batch_size=k * B, attention_mask=mask, cu_seqlens=cu, seqused=self.seqused.repeat(k)
+            )
         if not self.packed:
             return replace(self, batch_size=k * B, attention_mask=mask)
         n = self.indices.numel()
         offsets = torch.arange(k, device=self.indices.device)
         indices = (self.indices[None, :] + offsets[:, None] * (B * S)).reshape(-1)
         cu = self.cu_seqlens
-        cu = torch.cat([(cu[:-1][None, :] + offsets[:, None].to(cu.dtype) * n).reshape(-1), cu.new_tensor([k * n])])
+        cu = torch.cat(
+            [(cu[:-1][None, :] + offsets[:, None].to(cu.dtype) * n).reshape(-1), cu.new_tensor([k * n])]
+        )
         seqused = None if self.seqused is None else self.seqused.repeat(k)
-        return replace(self, batch_size=k * B, attention_mask=mask, indices=indices, cu_seqlens=cu,
-                       seqused=seqused)
+        return replace(
+            self, batch_size=k * B, attention_mask=mask, indices=indices, cu_seqlens=cu, seqused=seqused
+        )
 
     @property
     def num_tokens(self) -> int:

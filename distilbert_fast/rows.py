@@ -6,6 +6,7 @@ and pipeline results as JSON-able values. Shared by `distilbert-fast run` (cli.p
     parse_record(obj, task)        # a dict (JSON object, parquet record) -> the pipeline input, or RowError
     jsonable(result)               # tensors / numpy -> lists and Python scalars
 """
+
 from __future__ import annotations
 
 import json

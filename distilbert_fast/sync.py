@@ -6,6 +6,7 @@ or worse, computes with half-converted weights). With this lock held shared by e
 `.to()` / `.cuda()` / `.half()` (nn.Module._apply), the conversion waits for calls in flight and later calls
 wait for it. Calls never wait for each other. Copies and pickles of a model get a fresh lock.
 """
+
 from __future__ import annotations
 
 import threading
@@ -43,8 +44,10 @@ class SharedExclusiveLock:
         me = threading.get_ident()
         with self._cond:
             if me in self._readers:
-                raise RuntimeError(f"{what} was called from inside a forward of the same model (same "
-                                   "thread); convert the model before or after the call")
+                raise RuntimeError(
+                    f"{what} was called from inside a forward of the same model (same "
+                    "thread); convert the model before or after the call"
+                )
             self._writers_waiting += 1
             try:
                 while self._writer not in (None, me) or self._readers:

@@ -4,6 +4,7 @@ The Triton interpreter is switched on here, once, before anything imports triton
 on CPU tensors (slowly), which is how CI proves them. It changes nothing else: backend="auto" never picks
 triton for CPU tensors. Helpers live in helpers.py (re-exported below for tests that import them from here).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Helpers shared by the tests (import them from here: `from helpers import hf_model, assert_close`): small
 random transformers models of every DistilBERT class, padded random inputs, real sentences, comparison with
 scale. conftest.py re-exports them for tests that still import from conftest."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,16 @@ HEADS = [
 
 
 def small_config(**overrides) -> dict:
-    cfg = dict(vocab_size=101, dim=32, n_heads=4, n_layers=2, hidden_dim=48, max_position_embeddings=520,
-               dropout=0.1, attention_dropout=0.1)
+    cfg = dict(
+        vocab_size=101,
+        dim=32,
+        n_heads=4,
+        n_layers=2,
+        hidden_dim=48,
+        max_position_embeddings=520,
+        dropout=0.1,
+        attention_dropout=0.1,
+    )
     cfg.update(overrides)
     return cfg
 

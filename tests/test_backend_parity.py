@@ -8,6 +8,7 @@ conftest.py, on CPU tensors; slow per kernel, so its shapes are the smallest). E
 asserts that the backend's own ops ran (a call counter wraps the table), so a silent fallback to the
 reference path cannot pass. Backend-specific behaviour lives in test_backend_cpp.py / test_backend_triton.py.
 """
+
 from __future__ import annotations
 
 import collections
@@ -30,8 +31,10 @@ def _available(name: str):
     if name in dbf.available_backends():
         return []
     if name == "cpp" and os.environ.get("DISTILBERT_FAST_REQUIRE_EXT") == "1":
-        raise RuntimeError(f"DISTILBERT_FAST_REQUIRE_EXT=1 but the cpp backend is unavailable: "
-                           f"{ops.unavailable_reason('cpp')}")
+        raise RuntimeError(
+            f"DISTILBERT_FAST_REQUIRE_EXT=1 but the cpp backend is unavailable: "
+            f"{ops.unavailable_reason('cpp')}"
+        )
     return [pytest.mark.skip(reason=f"{name} backend unavailable: {ops.unavailable_reason(name)}")]
 
 
@@ -76,7 +79,7 @@ def compare(ours_out, hf_out, mask, rel, what):
         if rv is None:
             continue
         fv = getattr(ours_out, name).float()
-        if rv.dim() >= real.dim() and rv.shape[:real.dim()] == real.shape:
+        if rv.dim() >= real.dim() and rv.shape[: real.dim()] == real.shape:
             rv, fv = rv[real], fv[real]
         assert_close(fv, rv, rel=rel, what=f"{what} {name}")
 
@@ -102,8 +105,13 @@ def test_equals_transformers_fp32(backend, class_name, cfg, tmp_path):
     for batch, seq in SHAPES[backend]:
         ids, mask = make_inputs(class_name, batch, seq, seed=seq)
         with torch.inference_mode():
-            compare(ours(ids, attention_mask=mask), hf(ids, attention_mask=mask), mask, 1e-4,
-                    f"{backend} {class_name} {batch}x{seq}")
+            compare(
+                ours(ids, attention_mask=mask),
+                hf(ids, attention_mask=mask),
+                mask,
+                1e-4,
+                f"{backend} {class_name} {batch}x{seq}",
+            )
     n_calls = len(SHAPES[backend])
     assert calls["embeddings"] == n_calls and calls["attention"] == n_calls * ours.config.n_layers
 
@@ -115,8 +123,12 @@ def test_left_padding_fully_masked_rows_and_training(backend, tmp_path):
     labels = torch.tensor([0, 1, 1])
     with torch.inference_mode():
         left = mask.flip(-1)  # left padding: the padded reference path runs for this batch, exactly
-        assert_close(ours(ids, attention_mask=left).logits, hf(ids, attention_mask=left).logits, rel=1e-4,
-                     what="left padding")
+        assert_close(
+            ours(ids, attention_mask=left).logits,
+            hf(ids, attention_mask=left).logits,
+            rel=1e-4,
+            what="left padding",
+        )
         r = hf(ids, attention_mask=mask, labels=labels, output_hidden_states=True, output_attentions=True)
         f = ours(ids, attention_mask=mask, labels=labels, output_hidden_states=True, output_attentions=True)
         assert_close(f.loss, r.loss, rel=1e-4, what="loss")
@@ -141,11 +153,19 @@ def test_single_token_head_mask_and_inputs_embeds(backend, tmp_path):
         ids, mask = make_inputs("DistilBertModel", 3, 17, seed=2)
         real = mask.bool()
         hm = torch.tensor([[1.0, 0.0], [0.5, 1.0]])  # per-layer head mask, one head fully off
-        assert_close(ours(ids, attention_mask=mask, head_mask=hm)[0][real],
-                     ref(ids, attention_mask=mask, head_mask=hm)[0][real], rel=1e-4, what="head_mask")
+        assert_close(
+            ours(ids, attention_mask=mask, head_mask=hm)[0][real],
+            ref(ids, attention_mask=mask, head_mask=hm)[0][real],
+            rel=1e-4,
+            what="head_mask",
+        )
         embeds = torch.randn(3, 17, 64)
-        assert_close(ours(inputs_embeds=embeds, attention_mask=mask)[0][real],
-                     hf(inputs_embeds=embeds, attention_mask=mask)[0][real], rel=1e-4, what="inputs_embeds")
+        assert_close(
+            ours(inputs_embeds=embeds, attention_mask=mask)[0][real],
+            hf(inputs_embeds=embeds, attention_mask=mask)[0][real],
+            rel=1e-4,
+            what="inputs_embeds",
+        )
     assert calls["embeddings"] == 3
 
 
@@ -174,7 +194,7 @@ def test_16bit_close_to_fp32(backend, class_name, tmp_path):
                 continue
             fv = getattr(f, name).float()
             assert torch.isfinite(fv).all()
-            if rv.shape[:real.dim()] == real.shape:  # per-token outputs: real tokens, one cosine per token
+            if rv.shape[: real.dim()] == real.shape:  # per-token outputs: real tokens, one cosine per token
                 rv, fv = rv[real], fv[real]
             if rv.dim() == 1:  # QA start/end logits: one vector over the real tokens
                 rv, fv = rv[None], fv[None]

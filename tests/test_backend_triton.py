@@ -6,6 +6,7 @@ Parallel adapters. Its parity with transformers is test_backend_parity.py.
 Runs under TRITON_INTERPRET=1 (conftest.py) on CPU: slow per kernel, so the configs are tiny; the tests
 assert that the triton kernels really ran (a call counter wraps the table).
 """
+
 from __future__ import annotations
 
 import collections
@@ -29,8 +30,11 @@ from distilbert_fast.ops.triton import _utils  # noqa: E402
 if not T.AVAILABLE:
     pytest.skip(f"triton backend unavailable: {T.IMPORT_ERROR}", allow_module_level=True)
 if not _utils.INTERPRET and not torch.cuda.is_available():
-    pytest.skip("distilbert_fast.ops.triton was imported before TRITON_INTERPRET=1 was set and there is no "
-                "GPU: set TRITON_INTERPRET=1 in the environment (or in conftest.py)", allow_module_level=True)
+    pytest.skip(
+        "distilbert_fast.ops.triton was imported before TRITON_INTERPRET=1 was set and there is no "
+        "GPU: set TRITON_INTERPRET=1 in the environment (or in conftest.py)",
+        allow_module_level=True,
+    )
 
 DEVICE = "cpu" if _utils.INTERPRET else "cuda"
 OPS = ("embeddings", "qkv", "linear", "add_layer_norm", "layer_norm", "attention")
@@ -82,13 +86,15 @@ def compare(fast_out, ref_out, mask, rel, what):
         if rv is None:
             continue
         fv = getattr(fast_out, name).float()
-        if rv.dim() >= real.dim() and rv.shape[:real.dim()] == real.shape:  # per-token: real tokens only
+        if rv.dim() >= real.dim() and rv.shape[: real.dim()] == real.shape:  # per-token: real tokens only
             rv, fv = rv[real], fv[real]
         assert_close(fv, rv, rel=rel, what=f"{what} {name}")
 
 
-@pytest.mark.parametrize("class_name", ["DistilBertModel", "DistilBertForSequenceClassification",
-                                        "DistilBertForTokenClassification"])
+@pytest.mark.parametrize(
+    "class_name",
+    ["DistilBertModel", "DistilBertForSequenceClassification", "DistilBertForTokenClassification"],
+)
 def test_cuda_graph_body_static_layout_equals_reference(class_name, tmp_path):
     # static_forward is what CudaGraphRunner captures: every padded slot is a row, keys limited by seqused.
     ref, fast, _ = pair(class_name, tmp_path)
@@ -101,8 +107,13 @@ def test_cuda_graph_body_static_layout_equals_reference(class_name, tmp_path):
         sv = getattr(s, name, None)
         if sv is not None:
             assert torch.isfinite(sv).all()
-    compare(type(s)(**{f: (v[:3] if isinstance(v, torch.Tensor) else v) for f, v in s.items()}), r, mask[:3],
-            1e-4, "static")
+    compare(
+        type(s)(**{f: (v[:3] if isinstance(v, torch.Tensor) else v) for f, v in s.items()}),
+        r,
+        mask[:3],
+        1e-4,
+        "static",
+    )
     assert fast.ops.name == "triton"  # the model's own table is restored afterwards
 
 
@@ -117,13 +128,20 @@ def test_availability_flags_and_table():
         return
     # without CUDA and without the interpreter: importable, unavailable, clear errors
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import distilbert_fast.ops.triton as T\n"
-            "assert not T.AVAILABLE, T.IMPORT_ERROR\n"
-            "print(T.IMPORT_ERROR)\n"
-            "from distilbert_fast import ops\n"
-            "try:\n    ops.resolve_backend('triton')\nexcept RuntimeError as e:\n    print('raised:', e)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        "import distilbert_fast.ops.triton as T\n"
+        "assert not T.AVAILABLE, T.IMPORT_ERROR\n"
+        "print(T.IMPORT_ERROR)\n"
+        "from distilbert_fast import ops\n"
+        "try:\n    ops.resolve_backend('triton')\nexcept RuntimeError as e:\n    print('raised:', e)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert out.returncode == 0, out.stderr
     assert "no CUDA device" in out.stdout
     assert "raised: backend='triton' was requested but is unavailable" in out.stdout
@@ -214,5 +232,3 @@ def test_cuda_graph_runner_multi_head_model_with_parallel_adapters(tmp_path, mon
     model.active_head = "mc"
     with pytest.raises(NotImplementedError, match="multiple_choice"):
         cuda_graphs.check_graphable(model)
-
-

@@ -1,4 +1,5 @@
 """Backend selection rules that hold whether or not the C++ extension was built."""
+
 import warnings
 
 import pytest

@@ -343,9 +343,12 @@ def test_sharded_checkpoint_in_the_hub_cache_layout_loads(tmp_path, monkeypatch)
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    model = dbf.DistilBertModel(dbf.DistilBertConfig(vocab_size=50, dim=16, n_heads=2, n_layers=2,
-                                                     hidden_dim=24, max_position_embeddings=32),
-                                backend="torch")
+    model = dbf.DistilBertModel(
+        dbf.DistilBertConfig(
+            vocab_size=50, dim=16, n_heads=2, n_layers=2, hidden_dim=24, max_position_embeddings=32
+        ),
+        backend="torch",
+    )
     plain = tmp_path / "plain"
     model.save_pretrained(plain, max_shard_size=20_000)
     files = sorted(p.name for p in plain.iterdir())

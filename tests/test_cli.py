@@ -1,4 +1,5 @@
 """The `python -m distilbert_fast` command line, run as a subprocess like a user would."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import hf_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,8 +19,15 @@ N_ROWS = 300
 
 
 def cli(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distilbert_fast", *map(str, args)], env=_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "distilbert_fast", *map(str, args)],
+        env=_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def _env() -> dict:
@@ -51,8 +58,10 @@ def workdir(tmp_path_factory, minilm_dir):
     hf = hf_model("DistilBertForSequenceClassification", seed=7, vocab_size=30522, num_labels=3)
     hf.save_pretrained(model)
     DistilBertTokenizer.from_pretrained(minilm_dir).save_pretrained(model)
-    rows = [{"text": f"Review {i}: " + "a surprisingly good film, " * (i % 9) + "the end.", "id": i}
-            for i in range(N_ROWS)]
+    rows = [
+        {"text": f"Review {i}: " + "a surprisingly good film, " * (i % 9) + "the end.", "id": i}
+        for i in range(N_ROWS)
+    ]
     (root / "input.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return root
 
@@ -65,11 +74,29 @@ def test_run_jsonl_killed_and_resumed(workdir):
     from distilbert_fast.pipelines import pipeline
 
     inp, out = workdir / "input.jsonl", workdir / "out.jsonl"
-    args = ["run", "text-classification", "--model", workdir / "model", "--input", inp, "--output", out,
-            "--batch-size", "4", "--chunk-size", "8"]
+    args = [
+        "run",
+        "text-classification",
+        "--model",
+        workdir / "model",
+        "--input",
+        inp,
+        "--output",
+        out,
+        "--batch-size",
+        "4",
+        "--chunk-size",
+        "8",
+    ]
     # Start a run and kill it as soon as its first chunk is on disk.
-    proc = subprocess.Popen([sys.executable, "-m", "distilbert_fast", *map(str, args)], env=_env(), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distilbert_fast", *map(str, args)],
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:
@@ -116,8 +143,17 @@ def test_run_jsonl_killed_and_resumed(workdir):
 def test_run_txt_sentence_embeddings_top_k_arguments(workdir):
     inp, out = workdir / "input.txt", workdir / "emb.jsonl"
     inp.write_text("first sentence\n\nsecond, longer sentence here\nthird\n", encoding="utf-8")
-    proc = cli("run", "sentence-embeddings", "--model", workdir / "model", "--input", inp, "--output", out,
-               "--no-progress")
+    proc = cli(
+        "run",
+        "sentence-embeddings",
+        "--model",
+        workdir / "model",
+        "--input",
+        inp,
+        "--output",
+        out,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = read_rows(out)
     assert [r["index"] for r in rows] == [0, 1, 2]  # blank lines are not rows
@@ -130,8 +166,9 @@ def test_run_txt_sentence_embeddings_top_k_arguments(workdir):
 def test_errors_are_one_line(case, workdir):
     model, out = workdir / "model", workdir / f"err-{case}.jsonl"
     if case == "missing-input":
-        proc = cli("run", "text-classification", "--model", model, "--input", workdir / "nope.jsonl",
-                   "--output", out)
+        proc = cli(
+            "run", "text-classification", "--model", model, "--input", workdir / "nope.jsonl", "--output", out
+        )
         assert_one_line_error(proc, "input file not found", "nope.jsonl")
     elif case == "malformed-input":
         bad = workdir / "bad.jsonl"
@@ -139,12 +176,30 @@ def test_errors_are_one_line(case, workdir):
         proc = cli("run", "text-classification", "--model", model, "--input", bad, "--output", out)
         assert_one_line_error(proc, "bad.jsonl:2", "invalid JSON")
     elif case == "bad-model":
-        proc = cli("run", "text-classification", "--model", workdir / "no-such-model", "--input",
-                   workdir / "input.jsonl", "--output", out)
+        proc = cli(
+            "run",
+            "text-classification",
+            "--model",
+            workdir / "no-such-model",
+            "--input",
+            workdir / "input.jsonl",
+            "--output",
+            out,
+        )
         assert_one_line_error(proc, "no-such-model")
     else:
-        proc = cli("run", "text-classification", "--model", model, "--input", workdir / "input.jsonl",
-                   "--output", out, "--batch-size", "0")
+        proc = cli(
+            "run",
+            "text-classification",
+            "--model",
+            model,
+            "--input",
+            workdir / "input.jsonl",
+            "--output",
+            out,
+            "--batch-size",
+            "0",
+        )
         assert_one_line_error(proc, "--batch-size")
     assert not out.exists() or out.stat().st_size == 0
 
@@ -152,8 +207,19 @@ def test_errors_are_one_line(case, workdir):
 def test_info():
     proc = cli("info")
     assert proc.returncode == 0, proc.stderr
-    for key in ("distilbert_fast:", "python:", "torch:", "transformers:", "backends:", "cpu features:",
-                "avx512f=", "avx512_bf16=", "avx512_vnni=", "amx=", "threads:"):
+    for key in (
+        "distilbert_fast:",
+        "python:",
+        "torch:",
+        "transformers:",
+        "backends:",
+        "cpu features:",
+        "avx512f=",
+        "avx512_bf16=",
+        "avx512_vnni=",
+        "amx=",
+        "threads:",
+    ):
         assert key in proc.stdout, proc.stdout
     assert "torch" in proc.stdout.split("backends:")[1].splitlines()[0]
 
@@ -170,8 +236,11 @@ def test_convert_minilm_loads_in_transformers(tmp_path, minilm_dir):
     converted = transformers.DistilBertModel.from_pretrained(dst).eval()
     bert = transformers.BertModel.from_pretrained(minilm_dir).eval()
     tok = transformers.AutoTokenizer.from_pretrained(dst)
-    batch = tok(["A man is playing a guitar.", "Unaffable cats sleep all day long."], padding=True,
-                return_tensors="pt")
+    batch = tok(
+        ["A man is playing a guitar.", "Unaffable cats sleep all day long."],
+        padding=True,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         got = converted(**inputs).last_hidden_state

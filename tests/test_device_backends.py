@@ -6,6 +6,7 @@ reference ops under that name, padded layout, so it runs on CPU tensors) and the
 reporting whatever device the test sets. Everything else (loading, sharing weights with transformers, the
 forward) is the real code.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """optimize(hf_model): the transformers object keeps working everywhere, on distilbert_fast's kernels."""
+
 from __future__ import annotations
 
 import copy
@@ -9,12 +10,17 @@ from helpers import HEADS, assert_close, hf_model, make_inputs
 
 from distilbert_fast.hf import optimize, restore
 
-TEXTS = ["The movie was surprisingly good.", "I would not recommend this restaurant to anyone at all.",
-         "Paris is the capital of [MASK].", "Angela Merkel met Emmanuel Macron in Berlin on Monday.", "ok"]
+TEXTS = [
+    "The movie was surprisingly good.",
+    "I would not recommend this restaurant to anyone at all.",
+    "Paris is the capital of [MASK].",
+    "Angela Merkel met Emmanuel Macron in Berlin on Monday.",
+    "ok",
+]
 
 
 def _real_only(t, mask):
-    return t[mask.bool()] if t.shape[:mask.dim()] == mask.shape else t
+    return t[mask.bool()] if t.shape[: mask.dim()] == mask.shape else t
 
 
 @pytest.mark.parametrize("class_name", HEADS)
@@ -55,8 +61,12 @@ def test_optimize_bf16_and_to():
     model.to(torch.float32)  # shared parameters follow; prepacked weights rebuild
     plain = restore(copy.deepcopy(model))  # transformers' own forward on the same (bf16-rounded) weights
     with torch.no_grad():
-        assert_close(model(input_ids=ids, attention_mask=mask).logits,
-                     plain(input_ids=ids, attention_mask=mask).logits, rel=1e-4, what="back to fp32")
+        assert_close(
+            model(input_ids=ids, attention_mask=mask).logits,
+            plain(input_ids=ids, attention_mask=mask).logits,
+            rel=1e-4,
+            what="back to fp32",
+        )
 
 
 def test_optimize_training_still_works():
@@ -75,12 +85,15 @@ def test_optimize_rejects_other_models():
         optimize(torch.nn.Linear(2, 2))
 
 
-@pytest.mark.parametrize("task,class_name,kwargs", [
-    ("text-classification", "DistilBertForSequenceClassification", dict(top_k=None)),
-    ("fill-mask", "DistilBertForMaskedLM", dict(top_k=3)),
-    ("token-classification", "DistilBertForTokenClassification", dict(aggregation_strategy="simple")),
-    ("feature-extraction", "DistilBertModel", {}),
-])
+@pytest.mark.parametrize(
+    "task,class_name,kwargs",
+    [
+        ("text-classification", "DistilBertForSequenceClassification", dict(top_k=None)),
+        ("fill-mask", "DistilBertForMaskedLM", dict(top_k=3)),
+        ("token-classification", "DistilBertForTokenClassification", dict(aggregation_strategy="simple")),
+        ("feature-extraction", "DistilBertModel", {}),
+    ],
+)
 def test_optimize_inside_transformers_pipeline(task, class_name, kwargs, minilm_dir):
     import transformers
 

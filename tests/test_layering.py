@@ -4,6 +4,7 @@ import graph has no cycle, and no module reaches into another package's private 
 Every import counts, function-local ones included (they are read with `ast`, nothing is executed). Run with
 `-s` to see the layer map and the imports each layer makes.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,23 +20,63 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Bottom to top. A module may import from its own layer and from any layer below. Patterns are fnmatch
 # patterns on dotted module names relative to the package ("" is the package's __init__, the public facade).
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("foundation", ("config", "checkpoint", "checkpoint.*", "packing", "outputs", "tokenization",
-                    "tokenization_*", "rows", "sync"),
-     "configs, checkpoint files and the Hub, token layouts, output classes, the tokenizer, job input rows, "
-     "the model lock"),
-    ("ops", ("ops", "ops.*", "_C"),
-     "op tables per backend and their kernels (C++ extension _C, Triton, oneDNN, int8); nothing of models"),
-    ("model", ("loading", "modeling"),
-     "the encoder and the six DistilBertFor* classes; the one loader they share"),
-    ("heads", ("heads", "heads.*", "adapters", "adapters.*"),
-     "DistilBertModelWithHeads, flex prediction heads, bottleneck adapters"),
-    ("runtime", ("hf", "cuda_graphs", "runtime", "runtime.*"),
-     "optimize(hf_model); the CUDA-graph runner (calls the models with explicit arguments)"),
-    ("pipelines", ("pipelines", "pipelines.*"),
-     "task pipelines, reused by every entry point"),
-    ("entry", ("", "__main__", "cli", "cli_*", "jobs", "jobs.*", "job_*", "demo", "serve", "serve.*", "ray",
-               "ray.*", "distributed", "distributed.*"),
-     "the package facade, `distilbert-fast` (cli, batch-job identity), the demo, the HTTP server, Ray"),
+    (
+        "foundation",
+        (
+            "config",
+            "checkpoint",
+            "checkpoint.*",
+            "packing",
+            "outputs",
+            "tokenization",
+            "tokenization.*",
+            "rows",
+            "sync",
+        ),
+        "configs, checkpoint files and the Hub, token layouts, output classes, the tokenizer, job input rows, "
+        "the model lock",
+    ),
+    (
+        "ops",
+        ("ops", "ops.*", "_C"),
+        "op tables per backend and their kernels (C++ extension _C, Triton, oneDNN, int8); nothing of models",
+    ),
+    (
+        "model",
+        ("loading", "modeling", "pretrained"),
+        "the encoder and the six DistilBertFor* classes; the one loader they share",
+    ),
+    (
+        "heads",
+        ("heads", "heads.*", "adapters", "adapters.*"),
+        "DistilBertModelWithHeads, flex prediction heads, bottleneck adapters",
+    ),
+    (
+        "runtime",
+        ("hf", "cuda_graphs", "runtime", "runtime.*"),
+        "optimize(hf_model); the CUDA-graph runner (calls the models with explicit arguments)",
+    ),
+    ("pipelines", ("pipelines", "pipelines.*"), "task pipelines, reused by every entry point"),
+    (
+        "entry",
+        (
+            "",
+            "__main__",
+            "cli",
+            "cli_*",
+            "jobs",
+            "jobs.*",
+            "job_*",
+            "demo",
+            "serve",
+            "serve.*",
+            "ray",
+            "ray.*",
+            "distributed",
+            "distributed.*",
+        ),
+        "the package facade, `distilbert-fast` (cli, batch-job identity), the demo, the HTTP server, Ray",
+    ),
 ]
 
 
@@ -70,7 +111,7 @@ def _relative(absolute: str) -> str | None:
     if absolute == PACKAGE:
         return ""
     if absolute.startswith(PACKAGE + "."):
-        return absolute[len(PACKAGE) + 1:]
+        return absolute[len(PACKAGE) + 1 :]
     return None
 
 
@@ -99,7 +140,7 @@ class Imports(ast.NodeVisitor):
         pkg = self.package.split(".") if self.package else []
         if node.level - 1 > len(pkg):
             return None
-        pkg = pkg[:len(pkg) - (node.level - 1)]
+        pkg = pkg[: len(pkg) - (node.level - 1)]
         return _join(*pkg, node.module or "")
 
     def visit_Import(self, node: ast.Import) -> None:
@@ -122,7 +163,9 @@ class Imports(ast.NodeVisitor):
         for alias in node.names:
             sub = _join(base, alias.name)
             target = sub if _is_module(sub) else base
-            self.edges.append((target, node.lineno, f"from {'.' * node.level}{node.module or ''} import {alias.name}"))
+            self.edges.append(
+                (target, node.lineno, f"from {'.' * node.level}{node.module or ''} import {alias.name}")
+            )
             if _is_module(sub):
                 self.aliases[alias.asname or alias.name] = sub
                 self._check_private_path(sub, node.lineno)
@@ -177,8 +220,10 @@ def test_layer_map_covers_every_module():
         print(f"  {i} {layer:<10} {what}")
         print(f"    {', '.join(_name(m) for m in members)}")
     unmapped = sorted(_name(m) for m in MODULES if layer_of(m) is None)
-    assert not unmapped, (f"modules without a layer: {unmapped}; add them to LAYERS in tests/test_layering.py "
-                          "(and to docs/architecture.md)")
+    assert not unmapped, (
+        f"modules without a layer: {unmapped}; add them to LAYERS in tests/test_layering.py "
+        "(and to docs/architecture.md)"
+    )
 
 
 def test_imports_only_go_down():
@@ -188,16 +233,21 @@ def test_imports_only_go_down():
         for target, line, text in scan_.edges:
             theirs = layer_of(target)
             if mine is not None and theirs is not None and theirs > mine:
-                upward.append(f"{MODULES[module].relative_to(ROOT.parent)}:{line}: {text}  "
-                              f"({LAYERS[mine][0]} -> {LAYERS[theirs][0]})")
+                upward.append(
+                    f"{MODULES[module].relative_to(ROOT.parent)}:{line}: {text}  "
+                    f"({LAYERS[mine][0]} -> {LAYERS[theirs][0]})"
+                )
     assert not upward, "imports against the layer order:\n  " + "\n  ".join(upward)
 
 
 def test_every_package_import_resolves():
     # A relative import that names no module (e.g. after a module moved into a package) fails only when the
     # line runs; function-local ones may hide for long.
-    missing = [f"{MODULES[m].relative_to(ROOT.parent)}:{line}: {_name(t)}" for m, s in SCANS.items()
-               for t, line in s.missing]
+    missing = [
+        f"{MODULES[m].relative_to(ROOT.parent)}:{line}: {_name(t)}"
+        for m, s in SCANS.items()
+        for t, line in s.missing
+    ]
     assert not missing, "imports of modules that do not exist:\n  " + "\n  ".join(missing)
 
 
@@ -246,27 +296,36 @@ def test_no_import_cycle():
 
 # Known uses, each with its reason; an entry that no longer occurs fails the test so the list only shrinks.
 ALLOWED_PRIVATE = {
-    ("cli", "ops._build"): "`distilbert-fast info` prints the extension's build facts; ops/_build.py (issue 15) "
-                           "is to expose them publicly (note in /work/shared/notes/LAYERING.md)",
+    (
+        "cli",
+        "ops._build",
+    ): "`distilbert-fast info` prints the extension's build facts; ops/_build.py (issue 15) "
+    "is to expose them publicly (note in /work/shared/notes/LAYERING.md)",
 }
 
 
 def test_no_private_names_across_packages():
     uses = [(m, _join(owner, name), line) for m, s in SCANS.items() for owner, name, line in s.private]
-    found = [f"{MODULES[m].relative_to(ROOT.parent)}:{line}: {_name(target)}"
-             for m, target, line in uses if (m, target) not in ALLOWED_PRIVATE]
+    found = [
+        f"{MODULES[m].relative_to(ROOT.parent)}:{line}: {_name(target)}"
+        for m, target, line in uses
+        if (m, target) not in ALLOWED_PRIVATE
+    ]
     stale = sorted(set(ALLOWED_PRIVATE) - {(m, target) for m, target, _ in uses})
     assert not stale, f"ALLOWED_PRIVATE entries that no longer occur (remove them): {stale}"
     assert not found, "private names used outside their package:\n  " + "\n  ".join(found)
 
 
-@pytest.mark.parametrize("source, bad", [
-    ("from .cuda_graphs import CudaGraphRunner", "modeling"),  # upward
-    ("def f():\n    from ..pipelines import pipeline\n", "ops.cpp"),  # function-local upward
-    ("from ..checkpoint import _load_torch_file", "heads.folders"),  # private across modules
-    ("from .. import checkpoint as c\nc._load_torch_file", "heads.folders"),  # private through an alias
-    ("from .prediction import _label2id", "heads.model"),  # a sibling module's private name
-])
+@pytest.mark.parametrize(
+    "source, bad",
+    [
+        ("from .cuda_graphs import CudaGraphRunner", "modeling"),  # upward
+        ("def f():\n    from ..pipelines import pipeline\n", "ops.cpp"),  # function-local upward
+        ("from ..checkpoint import _load_torch_file", "heads.folders"),  # private across modules
+        ("from .. import checkpoint as c\nc._load_torch_file", "heads.folders"),  # private through an alias
+        ("from .prediction import _label2id", "heads.model"),  # a sibling module's private name
+    ],
+)
 def test_the_checks_catch_violations(source, bad):
     visitor = Imports(bad)
     visitor.visit(ast.parse(source))

@@ -1,5 +1,6 @@
 """from_pretrained / save_pretrained at the model level: round trips with transformers, flexible heads,
 strict encoder, sharded/.bin formats, hub cache ids, BERT conversion on the real MiniLM weights."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ def _reference_backend(monkeypatch):
     monkeypatch.setenv("DISTILBERT_FAST_BACKEND", "torch")
 
 
-
 @pytest.mark.parametrize("class_name", HEADS)
 def test_round_trip_ours_to_transformers_and_back(class_name, tmp_path):
     import transformers
@@ -34,8 +34,12 @@ def test_round_trip_ours_to_transformers_and_back(class_name, tmp_path):
     back = getattr(dbf, class_name).from_pretrained(tmp_path / "b")
     ids, mask = make_inputs(class_name, 2, 9, seed=3)
     with torch.no_grad():
-        a, h, b = (m(input_ids=ids, attention_mask=mask).to_tuple() if isinstance(m, dbf.DistilBertPreTrainedModel)
-                   else m(input_ids=ids, attention_mask=mask).to_tuple() for m in (ours, hf, back))
+        a, h, b = (
+            m(input_ids=ids, attention_mask=mask).to_tuple()
+            if isinstance(m, dbf.DistilBertPreTrainedModel)
+            else m(input_ids=ids, attention_mask=mask).to_tuple()
+            for m in (ours, hf, back)
+        )
     for x, y, z in zip(a, h, b):
         assert torch.equal(x, y) and torch.equal(x, z)
 
@@ -70,10 +74,15 @@ def test_tied_vocab_projector(tmp_path):
 
 def test_base_checkpoint_into_head_reports_new_keys(tmp_path):
     hf_model("DistilBertModel").save_pretrained(tmp_path / "base")
-    m, info = dbf.DistilBertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=4,
-                                                                       output_loading_info=True)
-    assert set(info["missing_keys"]) == {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
-                                         "classifier.bias"}
+    m, info = dbf.DistilBertForSequenceClassification.from_pretrained(
+        tmp_path / "base", num_labels=4, output_loading_info=True
+    )
+    assert set(info["missing_keys"]) == {
+        "pre_classifier.weight",
+        "pre_classifier.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
     assert m.classifier.weight.shape == (4, 32)
     # the encoder is the checkpoint's, exactly
     base = dbf.DistilBertModel.from_pretrained(tmp_path / "base")
@@ -112,8 +121,11 @@ def test_strict_encoder_errors_list_everything(tmp_path):
     with pytest.raises(CheckpointError) as e:
         dbf.DistilBertModel.from_pretrained(tmp_path / "bad")
     msg = str(e.value)
-    for key in ("transformer.layer.0.attention.q_lin.weight", "transformer.layer.1.ffn.lin1.weight",
-                "transformer.layer.9.ffn.lin1.weight"):
+    for key in (
+        "transformer.layer.0.attention.q_lin.weight",
+        "transformer.layer.1.ffn.lin1.weight",
+        "transformer.layer.9.ffn.lin1.weight",
+    ):
         assert key in msg
 
 
@@ -121,7 +133,9 @@ def test_mismatched_head_needs_opt_in(tmp_path):
     hf_model("DistilBertForSequenceClassification", num_labels=2).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="classifier.weight"):
         dbf.DistilBertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
-    m = dbf.DistilBertForSequenceClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    m = dbf.DistilBertForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=5, ignore_mismatched_sizes=True
+    )
     assert m.classifier.weight.shape == (5, 32) and "classifier.weight" in m.loading_info["missing_keys"]
 
 
@@ -205,5 +219,9 @@ def test_minilm_bert_conversion_matches_transformers(minilm_dir, tmp_path):
     assert cfg["model_type"] == "distilbert" and cfg["dim"] == 384
     hf = transformers.DistilBertModel.from_pretrained(tmp_path / "distil", attn_implementation="eager").eval()
     with torch.no_grad():
-        assert_close(hf(input_ids=ids, attention_mask=mask).last_hidden_state[real], ref[real], rel=1e-4,
-                     what="transformers DistilBertModel on converted MiniLM")
+        assert_close(
+            hf(input_ids=ids, attention_mask=mask).last_hidden_state[real],
+            ref[real],
+            rel=1e-4,
+            what="transformers DistilBertModel on converted MiniLM",
+        )

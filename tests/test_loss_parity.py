@@ -8,6 +8,7 @@ reads them; every other call stays padding-free. Each case: loss <= 1e-5 relativ
 output the loss reads equal too, the backend's own attention ran (no silent fallback), and the row count says
 which layout ran.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,13 @@ import distilbert_fast as dbf
 from distilbert_fast import ops
 from distilbert_fast.modeling import DistilBertPreTrainedModel
 
-LOSS_HEADS = ["DistilBertForMaskedLM", "DistilBertForTokenClassification", "DistilBertForQuestionAnswering",
-              "DistilBertForSequenceClassification", "DistilBertForMultipleChoice"]
+LOSS_HEADS = [
+    "DistilBertForMaskedLM",
+    "DistilBertForTokenClassification",
+    "DistilBertForQuestionAnswering",
+    "DistilBertForSequenceClassification",
+    "DistilBertForMultipleChoice",
+]
 PER_TOKEN = ("DistilBertForMaskedLM", "DistilBertForTokenClassification")
 # (batch, seq): the interpreter runs every Triton program in Python, so its shape is the smallest.
 SHAPE = {"torch": (4, 17), "cpp": (5, 23), "triton": (3, 11)}
@@ -83,7 +89,7 @@ def test_loss_equals_transformers_on_padded_batches(backend, class_name, scenari
     rows = rows_seen(ours, backend)
     B, S = SHAPE[backend]
     ids, mask = make_inputs(class_name, B, S, seed=11)
-    mask.view(-1, S)[1, S // 2:] = 0  # at least one padded sequence, whatever the random lengths
+    mask.view(-1, S)[1, S // 2 :] = 0  # at least one padded sequence, whatever the random lengths
     kwargs = labels_for(class_name, scenario, ids, mask, torch.Generator().manual_seed(3))
     with torch.inference_mode():
         r = hf(ids, attention_mask=mask, **kwargs)
@@ -133,8 +139,12 @@ def test_fully_masked_row_with_labels_runs_exactly(backend, tmp_path):
     mask[2] = 0
     labels = torch.randint(0, 2, (3, 9))
     with torch.inference_mode():
-        assert_close(ours(ids, attention_mask=mask, labels=labels).loss,
-                     hf(ids, attention_mask=mask, labels=labels).loss, rel=1e-5, what="fully masked row")
+        assert_close(
+            ours(ids, attention_mask=mask, labels=labels).loss,
+            hf(ids, attention_mask=mask, labels=labels).loss,
+            rel=1e-5,
+            what="fully masked row",
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -155,7 +165,10 @@ def test_model_with_heads_qa_and_mlm_losses_equal_the_reference_path(backend):
     labels = torch.randint(0, 101, (3, 11))
     start, end = torch.tensor([10, 10, 1]), torch.tensor([10, 9, 2])
     with torch.inference_mode():
-        for head, kw in (("qa", dict(start_positions=start, end_positions=end)), ("mlm", dict(labels=labels))):
+        for head, kw in (
+            ("qa", dict(start_positions=start, end_positions=end)),
+            ("mlm", dict(labels=labels)),
+        ):
             r = ref(ids, attention_mask=mask, head=head, **kw)
             f = ours(ids, attention_mask=mask, head=head, **kw)
             assert_close(f.loss, r.loss, rel=1e-5, what=f"{backend} with-heads {head}")
@@ -174,12 +187,53 @@ def test_cpp_seqused_keys_only(tmp_path):
     for dtype, rel in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
         q, k, v = (torch.randn(N, H * hd, generator=g).to(dtype) for _ in range(3))
         cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
-        out = cpp.varlen_attention(q, k, v, cu, max(lens), H, hd**-0.5, None, torch.tensor(used, dtype=torch.int32))
+        out = cpp.varlen_attention(
+            q, k, v, cu, max(lens), H, hd**-0.5, None, torch.tensor(used, dtype=torch.int32)
+        )
         expect = torch.zeros(N, H * hd)
-        for s, (a, n, u) in enumerate(zip(cu[:-1].tolist(), lens, used)):
+        for a, n, u in zip(cu[:-1].tolist(), lens, used):
             if u == 0:
                 continue  # no keys: zeros
-            qs, ks, vs = (t[a:a + n].float().view(n, H, hd).transpose(0, 1) for t in (q, k, v))
+            qs, ks, vs = (t[a : a + n].float().view(n, H, hd).transpose(0, 1) for t in (q, k, v))
             p = torch.softmax(qs @ ks[:, :u].transpose(1, 2) * hd**-0.5, -1)
-            expect[a:a + n] = (p @ vs[:, :u]).transpose(0, 1).reshape(n, H * hd)
+            expect[a : a + n] = (p @ vs[:, :u]).transpose(0, 1).reshape(n, H * hd)
         assert_close(out.float(), expect, rel=rel, what=f"seqused {dtype}")
+
+
+def test_fine_tuning_round_trip_with_train_adapter(tmp_path):
+    """A saved classifier, re-headed for 5 labels, two training steps with train_adapter: the encoder is
+    unchanged, the adapter and the head changed; save_adapter + load_adapter into a fresh model gives the same
+    outputs (the packed cpp path when built)."""
+    hf = hf_model("DistilBertForSequenceClassification", seed=6, id2label={0: "a", 1: "b", 2: "c"})
+    hf.save_pretrained(tmp_path / "clf")
+    model = dbf.DistilBertModelWithHeads.from_pretrained(tmp_path / "clf")
+    model.add_classification_head("task", num_labels=5)
+    model.add_adapter("task", config="seq_bn")
+    model.add_adapter("other", config="seq_bn")
+    model.train_adapter("task")
+    assert model.training and model.active_adapters.flatten() == {"task"}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # as the library: the encoder and the other adapter frozen, the named adapter and the heads trainable
+    assert trainable and all(".adapters.task." in n or n.startswith("heads.") for n in trainable)
+    assert any(".adapters.task." in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    ids, mask = make_inputs("DistilBertModel", 4, 9, seed=8)
+    labels = torch.tensor([0, 4, 2, 1])
+    for _ in range(2):
+        opt.zero_grad()
+        model(ids, attention_mask=mask, labels=labels, head="task").loss.backward()
+        opt.step()
+    for n, p in model.named_parameters():
+        changed = not torch.equal(p, before[n])
+        assert changed == (".adapters.task." in n or n.startswith("heads.task.")), n
+    model.save_adapter(tmp_path / "task", "task")
+    model.eval()
+    fresh = dbf.DistilBertModelWithHeads.from_pretrained(tmp_path / "clf")
+    fresh.load_adapter(tmp_path / "task", set_active=True)
+    with torch.inference_mode():
+        a = model(ids, attention_mask=mask, head="task", adapter_names="task").logits
+        b = fresh(ids, attention_mask=mask, head="task").logits
+    assert_close(b, a, rel=1e-5, what="reloaded adapter")
+    model.freeze_model(False)
+    assert all(p.requires_grad for p in model.distilbert.parameters())

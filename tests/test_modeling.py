@@ -1,4 +1,5 @@
 """Model parity with transformers for every head class, on random small configs, through from_pretrained."""
+
 from __future__ import annotations
 
 import pytest
@@ -61,8 +62,11 @@ def test_parity_long_sequences(seq, tmp_path):
     hf, ours = load_pair("DistilBertModel", tmp_path, "gelu")
     ids, mask = make_inputs("DistilBertModel", 2, seq, seed=seq)
     with torch.no_grad():
-        assert_close(ours(ids, attention_mask=mask).last_hidden_state,
-                     hf(ids, attention_mask=mask).last_hidden_state, what=f"len {seq}")
+        assert_close(
+            ours(ids, attention_mask=mask).last_hidden_state,
+            hf(ids, attention_mask=mask).last_hidden_state,
+            what=f"len {seq}",
+        )
 
 
 def test_fully_masked_row_is_finite_and_matches(tmp_path):
@@ -83,8 +87,9 @@ def test_sinusoidal_table_equals_transformers():
     cfg = small_config(sinusoidal_pos_embds=True, dim=30, n_heads=3)
     hf = transformers.DistilBertModel(transformers.DistilBertConfig(**cfg))
     ours = dbf.DistilBertModel(dbf.DistilBertConfig(**cfg))
-    torch.testing.assert_close(ours.embeddings.position_embeddings.weight,
-                               hf.embeddings.position_embeddings.weight, rtol=0, atol=0)
+    torch.testing.assert_close(
+        ours.embeddings.position_embeddings.weight, hf.embeddings.position_embeddings.weight, rtol=0, atol=0
+    )
 
 
 # --- losses ------------------------------------------------------------------------------------------------
@@ -99,8 +104,10 @@ def _labels(class_name, ids, mask, kind, g):
         return dict(labels=torch.randint(0, ids.shape[1], (B,), generator=g))
     if class_name == "DistilBertForQuestionAnswering":
         # includes positions past the end, which transformers clamps and ignores
-        return dict(start_positions=torch.randint(0, S + 4, (B,), generator=g),
-                    end_positions=torch.randint(0, S + 4, (B, 1), generator=g))
+        return dict(
+            start_positions=torch.randint(0, S + 4, (B,), generator=g),
+            end_positions=torch.randint(0, S + 4, (B, 1), generator=g),
+        )
     if kind == "single":
         return dict(labels=torch.randint(0, 3, (B,), generator=g))
     if kind == "multi":
@@ -136,7 +143,9 @@ def test_losses_match(class_name, kind, extra, tmp_path):
     assert ours.config.problem_type == hf.config.problem_type
 
 
-@pytest.mark.parametrize("class_name", ["DistilBertForSequenceClassification", "DistilBertForQuestionAnswering"])
+@pytest.mark.parametrize(
+    "class_name", ["DistilBertForSequenceClassification", "DistilBertForQuestionAnswering"]
+)
 def test_training_gradients_match(class_name, tmp_path):
     # dropout 0 so the two training-mode passes are deterministic; autograd through the reference path.
     zero = dict(dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0, qa_dropout=0.0)
@@ -174,12 +183,20 @@ def test_inputs_embeds_position_ids_token_type_ids(tmp_path):
     pos = torch.randint(0, 500, (2, 12))
     embeds = torch.randn(2, 12, 32)
     with torch.no_grad():
-        assert_close(ours(inputs_embeds=embeds, attention_mask=mask)[0],
-                     hf(inputs_embeds=embeds, attention_mask=mask)[0], what="inputs_embeds")
-        assert_close(ours(ids, attention_mask=mask, position_ids=pos)[0],
-                     hf(ids, attention_mask=mask, position_ids=pos)[0], what="position_ids")
+        assert_close(
+            ours(inputs_embeds=embeds, attention_mask=mask)[0],
+            hf(inputs_embeds=embeds, attention_mask=mask)[0],
+            what="inputs_embeds",
+        )
+        assert_close(
+            ours(ids, attention_mask=mask, position_ids=pos)[0],
+            hf(ids, attention_mask=mask, position_ids=pos)[0],
+            what="position_ids",
+        )
         tt = torch.randint(0, 2, ids.shape)
-        assert torch.equal(ours(ids, attention_mask=mask, token_type_ids=tt)[0], ours(ids, attention_mask=mask)[0])
+        assert torch.equal(
+            ours(ids, attention_mask=mask, token_type_ids=tt)[0], ours(ids, attention_mask=mask)[0]
+        )
 
 
 def test_left_padding_matches(tmp_path):
@@ -187,7 +204,9 @@ def test_left_padding_matches(tmp_path):
     ids, mask = make_inputs("DistilBertModel", 3, 10, seed=8)
     mask = mask.flip(-1)  # pads on the left
     with torch.no_grad():
-        assert_close(ours(ids, attention_mask=mask).logits, hf(ids, attention_mask=mask).logits, what="left pad")
+        assert_close(
+            ours(ids, attention_mask=mask).logits, hf(ids, attention_mask=mask).logits, what="left pad"
+        )
 
 
 def _zero_head_reference(hf, layer_scales):
@@ -198,11 +217,13 @@ def _zero_head_reference(hf, layer_scales):
     ref = copy.deepcopy(hf)
     hd = ref.config.dim // ref.config.n_heads
     with torch.no_grad():
-        for layer, scales in zip(ref.distilbert.transformer.layer if hasattr(ref, "distilbert")
-                                 else ref.transformer.layer, layer_scales):
+        for layer, scales in zip(
+            ref.distilbert.transformer.layer if hasattr(ref, "distilbert") else ref.transformer.layer,
+            layer_scales,
+        ):
             w = layer.attention.out_lin.weight
             for h, m in enumerate(scales.tolist()):
-                w[:, h * hd:(h + 1) * hd] *= m
+                w[:, h * hd : (h + 1) * hd] *= m
     return ref
 
 
@@ -211,7 +232,9 @@ def test_head_mask(shape, tmp_path):
     hf, ours = load_pair("DistilBertForSequenceClassification", tmp_path, "gelu")
     L, H = ours.config.n_layers, ours.config.n_heads
     g = torch.Generator().manual_seed(1)
-    head_mask = (torch.rand(H, generator=g) > 0.5).float() if shape == "per_head" else torch.rand(L, H, generator=g)
+    head_mask = (
+        (torch.rand(H, generator=g) > 0.5).float() if shape == "per_head" else torch.rand(L, H, generator=g)
+    )
     head_mask.view(-1)[0] = 0.0
     scales = [head_mask] * L if shape == "per_head" else list(head_mask)
     ref = _zero_head_reference(hf, scales)
@@ -263,8 +286,12 @@ def test_config_validation_and_round_trip(tmp_path):
         dbf.DistilBertConfig(activation="swish2")
     with pytest.raises(ValueError, match="problem_type"):
         dbf.DistilBertConfig(problem_type="ranking")
-    cfg = dbf.DistilBertConfig(**small_config(), id2label={0: "neg", 1: "pos", 2: "neutral"},
-                               architectures=["DistilBertForSequenceClassification"], custom_key={"a": 1})
+    cfg = dbf.DistilBertConfig(
+        **small_config(),
+        id2label={0: "neg", 1: "pos", 2: "neutral"},
+        architectures=["DistilBertForSequenceClassification"],
+        custom_key={"a": 1},
+    )
     assert cfg.num_labels == 3 and cfg.label2id["pos"] == 1 and cfg.hidden_size == 32
     cfg.save_pretrained(tmp_path)
     again = dbf.DistilBertConfig.from_pretrained(tmp_path)

@@ -5,6 +5,7 @@ reference computed on the same (bf16-valued) inputs, to 2e-2. Shapes cover one t
 (1/33/257/512), mixed batches with zero-length sequences, head_dim 64/32 and odd ones, q/k/v as row-strided
 column views of a fused (N, 3D) QKV output, head masks with zeros, and argument errors.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -30,10 +31,11 @@ def rand(*shape, dtype=torch.float32, gen=None, scale=1.0):
 
 def strided_rows(n, d, dtype, gen, extra=7):
     """(n, d) view with row stride d + extra (a column slice of a wider tensor)."""
-    return rand(n, d + extra, dtype=dtype, gen=gen)[:, 3:3 + d]
+    return rand(n, d + extra, dtype=dtype, gen=gen)[:, 3 : 3 + d]
 
 
 # ---- add_layer_norm / layer_norm ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,d", [(0, 32), (1, 768), (7, 32), (33, 100), (64, 768), (5, 1), (3, 17)])
@@ -74,6 +76,7 @@ def test_layer_norm_large_mean_is_numerically_careful():
 
 # ---- bias_act ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", cpp.ACTIVATIONS)
 @pytest.mark.parametrize("n,d,strided", [(0, 64, False), (1, 3072, False), (33, 3072, True), (9, 50, True)])
@@ -93,8 +96,12 @@ def test_bias_act(dtype, act, n, d, strided):
 @pytest.mark.parametrize("act", cpp.ACTIVATIONS)
 def test_bias_act_extremes_vs_float64(act):
     # saturation regions, tiny values, exact zero: compare with the float64 formula
-    x = torch.cat([torch.linspace(-30, 30, 601), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 200.0,
-                                                                 -200.0, 5.5, -5.5])]).view(1, -1)
+    x = torch.cat(
+        [
+            torch.linspace(-30, 30, 601),
+            torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 200.0, -200.0, 5.5, -5.5]),
+        ]
+    ).view(1, -1)
     b = torch.zeros(x.shape[1])
     out = cpp.bias_act(x, b, act).double()
     ref = R.activation(x.double(), act)
@@ -105,6 +112,7 @@ def test_bias_act_extremes_vs_float64(act):
 
 
 # ---- embeddings --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,d", [(0, 32), (1, 768), (50, 40), (300, 768)])
@@ -127,18 +135,22 @@ def test_embeddings_eps_and_boundary_ids():
     ww, pw, lw, lb = rand(10, 16, gen=g), rand(4, 16, gen=g), rand(16, gen=g), rand(16, gen=g)
     ids, pos = torch.tensor([0, 9, 9, 0]), torch.tensor([3, 0, 3, 0])
     for eps in (1e-12, 1e-3):
-        assert_close(cpp.embeddings(ids, pos, ww, pw, lw, lb, eps),
-                     R.embeddings(ids, None, pos, ww, pw, lw, lb, eps), what=f"eps={eps}")
+        assert_close(
+            cpp.embeddings(ids, pos, ww, pw, lw, lb, eps),
+            R.embeddings(ids, None, pos, ww, pw, lw, lb, eps),
+            what=f"eps={eps}",
+        )
 
 
 # ---- varlen_attention --------------------------------------------------------------------------------------
+
 
 def make_qkv(lens, n_heads, head_dim, dtype, seed, fused=True):
     g = torch.Generator().manual_seed(seed)
     n, d = sum(lens), n_heads * head_dim
     if fused:  # q, k, v: column views (row stride 3D) of one (N, 3D) tensor, like the fused QKV GEMM output
         qkv = rand(n, 3 * d, dtype=dtype, gen=g)
-        q, k, v = qkv[:, :d], qkv[:, d:2 * d], qkv[:, 2 * d:]
+        q, k, v = qkv[:, :d], qkv[:, d : 2 * d], qkv[:, 2 * d :]
     else:
         q, k, v = (rand(n, d, dtype=dtype, gen=g) for _ in range(3))
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
@@ -177,13 +189,16 @@ def loop_reference(q, k, v, cu, n_heads, scale, head_mask=None):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("lens", [[1], [33], [257], [512], [5, 0, 33, 1, 128, 0, 64, 65], [0, 7], [16, 48]],
-                         ids=lambda lens: "-".join(map(str, lens)))
+@pytest.mark.parametrize(
+    "lens",
+    [[1], [33], [257], [512], [5, 0, 33, 1, 128, 0, 64, 65], [0, 7], [16, 48]],
+    ids=lambda lens: "-".join(map(str, lens)),
+)
 @pytest.mark.parametrize("head_dim", [64, 32])
 def test_varlen_attention(dtype, lens, head_dim):
     n_heads = 2 if head_dim == 64 else 4
     q, k, v, cu = make_qkv(lens, n_heads, head_dim, dtype, seed=sum(lens) + head_dim)
-    out = cpp.varlen_attention(q, k, v, cu, max(lens), n_heads, head_dim ** -0.5)
+    out = cpp.varlen_attention(q, k, v, cu, max(lens), n_heads, head_dim**-0.5)
     ref = padded_reference(q, k, v, lens, n_heads)
     assert out.dtype == dtype and out.shape == q.shape and out.is_contiguous()
     assert_close(out.float(), ref, rel=TOL[dtype], what=f"attention {dtype} {lens} hd={head_dim}")
@@ -204,11 +219,11 @@ def test_varlen_attention_head_mask(dtype):
     lens = [9, 0, 130, 1]
     q, k, v, cu = make_qkv(lens, 4, 32, dtype, seed=11)
     for hm in (torch.tensor([1.0, 0.0, 0.5, 0.0]), torch.zeros(4), torch.tensor([0.0, 2.0, 1.0, 1.0])):
-        out = cpp.varlen_attention(q, k, v, cu, 130, 4, 32 ** -0.5, hm)
+        out = cpp.varlen_attention(q, k, v, cu, 130, 4, 32**-0.5, hm)
         ref = padded_reference(q, k, v, lens, 4, head_mask=hm)
         assert_close(out.float(), ref, rel=TOL[dtype], what=f"head_mask {hm.tolist()}")
         for h in (hm == 0).nonzero().flatten().tolist():  # a masked head gives exactly zero
-            assert (out[:, h * 32:(h + 1) * 32] == 0).all()
+            assert (out[:, h * 32 : (h + 1) * 32] == 0).all()
 
 
 def test_varlen_attention_edge_cases():
@@ -225,12 +240,18 @@ def test_varlen_attention_edge_cases():
     assert_close(out.double(), loop_reference(q * 100, k * 100, v, cu, 2, 1.0), rel=1e-5, what="large logits")
     # longer than the 512 the model allows: still exact (scratch sized from the actual lengths)
     q, k, v, cu = make_qkv([1000, 5], 1, 64, torch.float32, seed=3)
-    assert_close(cpp.varlen_attention(q, k, v, cu, 1000, 1, 0.125).double(),
-                 loop_reference(q, k, v, cu, 1, 0.125), what="L=1000")
+    assert_close(
+        cpp.varlen_attention(q, k, v, cu, 1000, 1, 0.125).double(),
+        loop_reference(q, k, v, cu, 1, 0.125),
+        what="L=1000",
+    )
     # contiguous (non-fused) q, k, v and a larger max_seqlen than needed
     q, k, v, cu = make_qkv([31, 2], 2, 64, torch.float32, seed=2, fused=False)
-    assert_close(cpp.varlen_attention(q, k, v, cu, 100, 2, 0.125).double(),
-                 loop_reference(q, k, v, cu, 2, 0.125), what="contiguous qkv")
+    assert_close(
+        cpp.varlen_attention(q, k, v, cu, 100, 2, 0.125).double(),
+        loop_reference(q, k, v, cu, 2, 0.125),
+        what="contiguous qkv",
+    )
 
 
 def test_results_do_not_depend_on_thread_count():
@@ -243,8 +264,13 @@ def test_results_do_not_depend_on_thread_count():
         results = []
         for nt in (1, before):
             torch.set_num_threads(nt)
-            results.append((cpp.varlen_attention(q, k, v, cu, 200, 12, 0.125), cpp.add_layer_norm(x, r, w, b),
-                            cpp.bias_act(x, b, "gelu")))
+            results.append(
+                (
+                    cpp.varlen_attention(q, k, v, cu, 200, 12, 0.125),
+                    cpp.add_layer_norm(x, r, w, b),
+                    cpp.bias_act(x, b, "gelu"),
+                )
+            )
     finally:
         torch.set_num_threads(before)
     for a, c in zip(*results):
@@ -252,6 +278,7 @@ def test_results_do_not_depend_on_thread_count():
 
 
 # ---- argument errors ---------------------------------------------------------------------------------------
+
 
 def test_errors_name_the_argument():
     x, w, b = rand(4, 8), rand(8), rand(8)
@@ -282,8 +309,10 @@ def test_errors_name_the_argument():
         cpp.embeddings(torch.tensor([-1, 0]), pos, ww, pw, w, b)
     with pytest.raises(RuntimeError, match=r"position_ids\[1\] = 6 is out of range"):
         cpp.embeddings(ids, torch.tensor([0, 6]), ww, pw, w, b)
-    with pytest.raises(RuntimeError, match="input_ids must be int64"):
-        cpp.embeddings(ids.int(), pos, ww, pw, w, b)
+    with pytest.raises(
+        RuntimeError, match="input_ids must be int64 or int32"
+    ):  # int32 is accepted (issue 11)
+        cpp.embeddings(ids.short(), pos, ww, pw, w, b)
     with pytest.raises(RuntimeError, match="position_ids must have shape"):
         cpp.embeddings(ids, torch.tensor([0]), ww, pw, w, b)
     with pytest.raises(RuntimeError, match="pos_weight dtype"):
@@ -315,6 +344,7 @@ def test_errors_name_the_argument():
 
 
 # ---- torch.library.opcheck ---------------------------------------------------------------------------------
+
 
 def _opcheck_cases():
     g = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ row-strided views, head_dim 8/24/32/64, fp32 / bf16 / fp16.
 Tolerances (max |a - e| <= rel * max(1, max |e|)): fp32 1e-4; bf16 / fp16 2e-2 against an fp32 reference
 computed from the same (already rounded) 16-bit inputs, i.e. the error the 16-bit kernel itself adds.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,11 @@ from distilbert_fast.packing import Layout  # noqa: E402
 if not T.AVAILABLE:
     pytest.skip(f"triton backend unavailable: {T.IMPORT_ERROR}", allow_module_level=True)
 if not _utils.INTERPRET and not torch.cuda.is_available():
-    pytest.skip("distilbert_fast.ops.triton was imported before TRITON_INTERPRET=1 was set and there is no "
-                "GPU: set TRITON_INTERPRET=1 in the environment (or in conftest.py)", allow_module_level=True)
+    pytest.skip(
+        "distilbert_fast.ops.triton was imported before TRITON_INTERPRET=1 was set and there is no "
+        "GPU: set TRITON_INTERPRET=1 in the environment (or in conftest.py)",
+        allow_module_level=True,
+    )
 
 DEVICE = "cpu" if _utils.INTERPRET else "cuda"
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -62,8 +66,16 @@ def ref_varlen_attention(q, k, v, lengths, n_heads, head_mask=None, kv_lens=None
         if kv_lens is not None:
             mask = (torch.arange(L) < kv_lens[i]).long()[None].to(q.device)
         layout = Layout.padded(1, L, mask)
-        outs.append(reference.attention(q[sl].float(), k[sl].float(), v[sl].float(), layout, n_heads,
-                                        None if head_mask is None else head_mask.float())[0])
+        outs.append(
+            reference.attention(
+                q[sl].float(),
+                k[sl].float(),
+                v[sl].float(),
+                layout,
+                n_heads,
+                None if head_mask is None else head_mask.float(),
+            )[0]
+        )
         start += L
     return torch.cat(outs) if outs else q.new_zeros((0, q.shape[1]), dtype=torch.float32)
 
@@ -85,8 +97,12 @@ def test_varlen_attention_mixed_lengths(dtype, head_dim):
     hm = torch.tensor([0.75, 1.0], device=DEVICE)
     out = T.varlen_attention(q, k, v, cu_seqlens(lengths), max(lengths), H, head_mask=hm)
     assert out.dtype == dtype and out.shape == q.shape
-    assert_close(out.float(), ref_varlen_attention(q, k, v, lengths, H, hm), rel=TOL[dtype],
-                 what=f"attention {dtype} hd{head_dim}")
+    assert_close(
+        out.float(),
+        ref_varlen_attention(q, k, v, lengths, H, hm),
+        rel=TOL[dtype],
+        what=f"attention {dtype} hd{head_dim}",
+    )
 
 
 @pytest.mark.parametrize("head_dim,block_m,block_n", [(8, 16, 32), (24, 32, 16), (64, 16, 16), (128, 32, 32)])
@@ -128,11 +144,16 @@ def test_varlen_attention_empty_and_masked():
     lengths = [6, 9, 4]
     kv = [6, 3, 0]
     q, k, v = fused_qkv(sum(lengths), H * hd, torch.float32, seed=4)
-    out = T.varlen_attention(q, k, v, cu_seqlens(lengths), 9, H,
-                             seqused=torch.tensor(kv, dtype=torch.int32, device=DEVICE))
+    out = T.varlen_attention(
+        q, k, v, cu_seqlens(lengths), 9, H, seqused=torch.tensor(kv, dtype=torch.int32, device=DEVICE)
+    )
     assert torch.isfinite(out).all() and (out[15:] == 0).all()
-    assert_close(out[:15], ref_varlen_attention(q[:15], k[:15], v[:15], lengths[:2], H, kv_lens=kv), rel=1e-4,
-                 what="seqused")
+    assert_close(
+        out[:15],
+        ref_varlen_attention(q[:15], k[:15], v[:15], lengths[:2], H, kv_lens=kv),
+        rel=1e-4,
+        what="seqused",
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -175,7 +196,7 @@ def test_linear_bias_activation(dtype, act):
 def test_linear_residual_no_bias_strided_and_small_blocks(dtype):
     m, k, n = 65, 80, 72
     wide = randn(m, k + 24, dtype=dtype, seed=1)
-    x = wide[:, 8:8 + k]  # row-strided view, read in place
+    x = wide[:, 8 : 8 + k]  # row-strided view, read in place
     w = randn(n, k, dtype=dtype, seed=2, scale=0.2)
     b = randn(n, dtype=dtype, seed=3)
     r = randn(m, n, dtype=dtype, seed=4)
@@ -184,15 +205,27 @@ def test_linear_residual_no_bias_strided_and_small_blocks(dtype):
     assert_close(got.float(), expected, rel=TOL[dtype], what="residual")
     # 32-wide tiles: 3x3 programs (group swizzle, clamped tails), 3 K steps with a masked tail (80 % 32)
     cfg = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2)
-    assert_close(T.linear_fused(x, w, b, "gelu", residual=r, config=cfg).float(), expected, rel=TOL[dtype],
-                 what="small blocks")
+    assert_close(
+        T.linear_fused(x, w, b, "gelu", residual=r, config=cfg).float(),
+        expected,
+        rel=TOL[dtype],
+        what="small blocks",
+    )
     cfg = dict(BLOCK_M=16, BLOCK_N=64, BLOCK_K=16)  # K % BLOCK_K == 0: the unmasked K loop
-    assert_close(T.linear_fused(x, w, None, config=cfg).float(), reference.linear(x.float(), w.float(), None),
-                 rel=TOL[dtype], what="no bias, even K")
+    assert_close(
+        T.linear_fused(x, w, None, config=cfg).float(),
+        reference.linear(x.float(), w.float(), None),
+        rel=TOL[dtype],
+        what="no bias, even K",
+    )
     # batched leading dims and empty input
     x3 = randn(2, 3, k, dtype=dtype, seed=5)
-    assert_close(T.linear_fused(x3, w, b).float(), reference.linear(x3.float(), w.float(), b.float()),
-                 rel=TOL[dtype], what="3-D x")
+    assert_close(
+        T.linear_fused(x3, w, b).float(),
+        reference.linear(x3.float(), w.float(), b.float()),
+        rel=TOL[dtype],
+        what="3-D x",
+    )
     assert T.linear_fused(x[:0], w, b).shape == (0, n)
 
 
@@ -249,15 +282,19 @@ def test_add_layer_norm(dtype, dim):
         expected = reference.add_layer_norm(x.float(), r.float(), w.float(), b.float())
         assert_close(got.float(), expected, rel=TOL[dtype], what=f"add_ln {dtype} {rows}x{dim}")
         got = T.add_layer_norm_rows(x, None, w, b)
-        assert_close(got.float(), reference.layer_norm(x.float(), w.float(), b.float()), rel=TOL[dtype],
-                     what=f"ln {dtype} {rows}x{dim}")
+        assert_close(
+            got.float(),
+            reference.layer_norm(x.float(), w.float(), b.float()),
+            rel=TOL[dtype],
+            what=f"ln {dtype} {rows}x{dim}",
+        )
 
 
 def test_layer_norm_strided_offset_constant_and_empty():
     dim = 40
     w, b = 1.0 + randn(dim, seed=1, scale=0.1), randn(dim, seed=2, scale=0.1)
     wide = randn(33, 2 * dim, seed=3) + 1000.0  # large mean: two-pass variance, no cancellation
-    x = wide[:, 5:5 + dim]
+    x = wide[:, 5 : 5 + dim]
     assert_close(T.add_layer_norm_rows(x, None, w, b), reference.layer_norm(x, w, b), rel=1e-4, what="offset")
     const = torch.full((4, dim), 2.5, device=DEVICE)  # zero variance: rstd = 1/sqrt(eps), finite
     got = T.add_layer_norm_rows(const, None, w, b)
@@ -267,8 +304,12 @@ def test_layer_norm_strided_offset_constant_and_empty():
     # the op-table signatures
     ln = torch.nn.LayerNorm(dim, eps=1e-12).to(DEVICE)
     r = randn(33, dim, seed=4)
-    assert_close(T.add_layer_norm(ln, x, r), reference.add_layer_norm(x, r, ln.weight, ln.bias), rel=1e-4,
-                 what="op add_layer_norm")
+    assert_close(
+        T.add_layer_norm(ln, x, r),
+        reference.add_layer_norm(x, r, ln.weight, ln.bias),
+        rel=1e-4,
+        what="op add_layer_norm",
+    )
     assert_close(T.layer_norm(ln, x), reference.layer_norm(x, ln.weight, ln.bias), rel=1e-4, what="op ln")
 
 
@@ -292,8 +333,9 @@ def test_embeddings(dtype, dim):
         assert_close(got.float(), expected, rel=TOL[dtype], what=f"emb ids {dtype} n={n}")
         embeds = randn(n, dim, dtype=dtype, seed=n)
         got = T.embeddings_rows(None, embeds, pids, word, pos, w, b)
-        expected = reference.embeddings(None, embeds.float(), pids, word.float(), pos.float(), w.float(),
-                                        b.float())
+        expected = reference.embeddings(
+            None, embeds.float(), pids, word.float(), pos.float(), w.float(), b.float()
+        )
         assert_close(got.float(), expected, rel=TOL[dtype], what=f"emb inputs_embeds {dtype} n={n}")
 
 
@@ -307,8 +349,15 @@ def test_embeddings_op_entry_and_empty():
             p.copy_(torch.randn(p.shape))
     ids = torch.randint(0, 50, (23,)).to(DEVICE)
     pids = torch.arange(23).to(DEVICE)
-    expected = reference.embeddings(ids, None, pids, emb.word_embeddings.weight,
-                                    emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias)
+    expected = reference.embeddings(
+        ids,
+        None,
+        pids,
+        emb.word_embeddings.weight,
+        emb.position_embeddings.weight,
+        emb.LayerNorm.weight,
+        emb.LayerNorm.bias,
+    )
     with torch.inference_mode():
         assert_close(T.embeddings(emb, ids, None, pids), expected, rel=1e-4, what="op embeddings")
         assert T.embeddings(emb, ids[:0], None, pids[:0]).shape == (0, 24)
@@ -369,14 +418,24 @@ def test_kernels_compile_for_h100_without_spills():
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-W", "ignore", "-m", "distilbert_fast.ops.triton.compile_check", "--quick",
-           "--arch", "90"]
+    cmd = [
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "distilbert_fast.ops.triton.compile_check",
+        "--quick",
+        "--arch",
+        "90",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0 and "compile check: OK" in proc.stdout, \
+    assert proc.returncode == 0 and "compile check: OK" in proc.stdout, (
         proc.stdout[-4000:] + proc.stderr[-4000:]
+    )
 
 
 # ---- torch.library.opcheck: schema, fake (meta) kernel, autograd registration, dispatch -------------------
+
 
 def _triton_opcheck_cases():
     g = torch.Generator().manual_seed(0)
@@ -388,8 +447,16 @@ def _triton_opcheck_cases():
     yield "add_layer_norm", (x, res, w, b, 1e-12)
     yield "add_layer_norm", (x.bfloat16(), None, w, b, 1e-5)
     yield "linear", (r(3, 24), r(16, 24), r(16), "gelu", None)
-    yield "linear", (r(3, 24, dtype=torch.bfloat16), r(24, 24, dtype=torch.bfloat16), None, None,
-                     r(3, 24, dtype=torch.bfloat16))
+    yield (
+        "linear",
+        (
+            r(3, 24, dtype=torch.bfloat16),
+            r(24, 24, dtype=torch.bfloat16),
+            None,
+            None,
+            r(3, 24, dtype=torch.bfloat16),
+        ),
+    )
     ids = torch.tensor([0, 10, 3], device=DEVICE)
     pos = torch.tensor([0, 1, 6], device=DEVICE)
     yield "embeddings", (ids, None, pos, r(11, 24), r(7, 24), w, b, 1e-12)
@@ -397,8 +464,20 @@ def _triton_opcheck_cases():
     q, k, v = r(9, 32), r(9, 32), r(9, 32)
     cu = torch.tensor([0, 3, 3, 9], dtype=torch.int32, device=DEVICE)
     yield "varlen_attention", (q, k, v, cu, 6, 4, 0.35, None, None)
-    yield "varlen_attention", (q, k, v, cu, 6, 4, 0.35, torch.tensor([1.0, 0.0, 1.0, 0.5], device=DEVICE),
-                               torch.tensor([2, 0, 6], dtype=torch.int32, device=DEVICE))
+    yield (
+        "varlen_attention",
+        (
+            q,
+            k,
+            v,
+            cu,
+            6,
+            4,
+            0.35,
+            torch.tensor([1.0, 0.0, 1.0, 0.5], device=DEVICE),
+            torch.tensor([2, 0, 6], dtype=torch.int32, device=DEVICE),
+        ),
+    )
 
 
 @pytest.mark.parametrize("case", list(_triton_opcheck_cases()), ids=lambda c: c[0])

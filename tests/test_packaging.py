@@ -9,6 +9,7 @@ from the local wheel, `pip install` of the wheel and then of the sdist with pip'
 a cpp-backend forward equal to the torch backend after each. Minutes, so it is marked: skip it locally with
 `-m "not packaging"` or DISTILBERT_FAST_SKIP_PACKAGING=1; `make test` (CI) runs it.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,12 @@ def test_loaded_extension_matches_this_torch_and_sources():
 
 def test_prebuilt_is_refused_on_torch_source_or_cpu_mismatch(tmp_path):
     src = _copy_sources(tmp_path)
-    good = {**_build.torch_identity(), "sources": _build.source_hash(src), "march": "x86-64-v3",
-            "requires": ["avx2", "fma"]}
+    good = {
+        **_build.torch_identity(),
+        "sources": _build.source_hash(src),
+        "march": "x86-64-v3",
+        "requires": ["avx2", "fma"],
+    }
     assert _build.mismatch(good, src, {"avx2", "fma", "sse4_2"}) is None
     assert "torch '2.0.0'" in _build.mismatch({**good, "torch": "2.0.0"}, src, {"avx2", "fma"})
     assert "cxx11_abi" in _build.mismatch({**good, "cxx11_abi": not good["cxx11_abi"]}, src, {"avx2", "fma"})
@@ -110,22 +115,38 @@ def test_missing_compiler_is_named(tmp_path, monkeypatch):
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    )
 
 
 def test_disabled_extension_explains_itself():
-    proc = _run("import distilbert_fast as d\n"
-                "try:\n    d.DistilBertModel(d.DistilBertConfig(), backend='cpp')\n"
-                "except RuntimeError as e:\n    print(e)\n", DISTILBERT_FAST_NO_EXT="1")
+    proc = _run(
+        "import distilbert_fast as d\n"
+        "try:\n    d.DistilBertModel(d.DistilBertConfig(), backend='cpp')\n"
+        "except RuntimeError as e:\n    print(e)\n",
+        DISTILBERT_FAST_NO_EXT="1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "backend='cpp' was requested but is unavailable" in proc.stdout
     assert "DISTILBERT_FAST_NO_EXT=1" in proc.stdout
 
 
 def test_info_shows_extension_state():
-    proc = subprocess.run([sys.executable, "-m", "distilbert_fast", "info"], check=False, capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "distilbert_fast", "info"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("cpp extension:"))
     if cpp.AVAILABLE:
@@ -161,8 +182,9 @@ print(json.dumps({"file": dbf.__file__, "backends": dbf.available_backends(), "o
 
 
 def _sh(*cmd, cwd=None, env=None, timeout=600) -> str:
-    proc = subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout)
+    proc = subprocess.run(
+        [str(c) for c in cmd], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
     what = " ".join(map(str, cmd))
     assert proc.returncode == 0, f"{what} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
@@ -179,8 +201,9 @@ def _clean_copy(dst: Path) -> Path:
 
 
 @pytest.mark.packaging
-@pytest.mark.skipif(os.environ.get("DISTILBERT_FAST_SKIP_PACKAGING") == "1",
-                    reason="DISTILBERT_FAST_SKIP_PACKAGING=1")
+@pytest.mark.skipif(
+    os.environ.get("DISTILBERT_FAST_SKIP_PACKAGING") == "1", reason="DISTILBERT_FAST_SKIP_PACKAGING=1"
+)
 @pytest.mark.skipif(not HAS_CXX, reason="no C++ compiler: the installed package cannot compile its kernels")
 def test_sdist_and_wheel_install_into_fresh_venv_and_run_cpp(tmp_path):
     times = {}
@@ -214,8 +237,15 @@ def test_sdist_and_wheel_install_into_fresh_venv_and_run_cpp(tmp_path):
         run_env = {**env, "DISTILBERT_FAST_CACHE_DIR": str(cache)}
 
         def one(_):
-            return subprocess.run([py, "-c", CHECK], check=False, capture_output=True, text=True,
-                                  cwd=tmp_path, env=run_env, timeout=600)
+            return subprocess.run(
+                [py, "-c", CHECK],
+                check=False,
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                env=run_env,
+                timeout=600,
+            )
 
         with ThreadPoolExecutor(n) as pool:  # n processes at once: one compiles, the others wait on the lock
             procs = list(pool.map(one, range(n)))
@@ -241,8 +271,11 @@ def test_sdist_and_wheel_install_into_fresh_venv_and_run_cpp(tmp_path):
     (warm,) = check(tmp_path / "cache-wheel")
     times["warm start"] = time.perf_counter() - t
     assert warm["origin"] == "cache" and warm["stderr"].strip() == "", warm
-    info = _sh(venv / "bin" / "distilbert-fast", "info", env={**env, "DISTILBERT_FAST_CACHE_DIR":
-                                                             str(tmp_path / "cache-wheel")})
+    info = _sh(
+        venv / "bin" / "distilbert-fast",
+        "info",
+        env={**env, "DISTILBERT_FAST_CACHE_DIR": str(tmp_path / "cache-wheel")},
+    )
     assert "cpp extension: loaded (cache)" in info, info
 
     # The sdist, built by pip in isolation, replaces the package in the same venv. Its shipped sources hash to

@@ -5,6 +5,7 @@ tokenizer files, so texts tokenize into meaningful words and subwords. Each tran
 loaded back by our pipeline from the directory, as a user would. transformers 5 has no question-answering
 pipeline: QA is checked against an independent brute-force span search over the model's logits.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,12 +89,16 @@ def assert_same(actual, expected, tol=2e-5, where="result"):
 # ----------------------------------------------------------------------------------------------------------
 # text classification
 # ----------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cfg", [
-    dict(num_labels=3),
-    dict(num_labels=4, problem_type="multi_label_classification"),
-    dict(num_labels=1),
-    dict(num_labels=1, problem_type="regression"),
-], ids=["single-label", "multi-label", "one-label", "regression"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(num_labels=3),
+        dict(num_labels=4, problem_type="multi_label_classification"),
+        dict(num_labels=1),
+        dict(num_labels=1, problem_type="regression"),
+    ],
+    ids=["single-label", "multi-label", "one-label", "regression"],
+)
 def test_text_classification_matches_transformers(cfg, tokenizers, saved):
     tok, htok = tokenizers
     hf = hf_model("DistilBertForSequenceClassification", seed=1, vocab_size=VOCAB, **cfg)
@@ -103,8 +108,14 @@ def test_text_classification_matches_transformers(cfg, tokenizers, saved):
 
     assert_same(ours(TEXTS[0]), ref(TEXTS[0]))  # single str -> one-element list
     assert_same(ours(TEXTS), ref(TEXTS))  # list -> one dict per input (batched, sorted, restored)
-    for kwargs in (dict(top_k=None), dict(top_k=2), dict(top_k=1), dict(function_to_apply="sigmoid"),
-                   dict(function_to_apply="none"), dict(function_to_apply="softmax", top_k=None)):
+    for kwargs in (
+        dict(top_k=None),
+        dict(top_k=2),
+        dict(top_k=1),
+        dict(function_to_apply="sigmoid"),
+        dict(function_to_apply="none"),
+        dict(function_to_apply="softmax", top_k=None),
+    ):
         assert_same(ours(TEXTS[1], **kwargs), ref(TEXTS[1], **kwargs), where=str(kwargs))
         assert_same(ours(TEXTS, **kwargs), ref(TEXTS, **kwargs), where=str(kwargs))
     pair = {"text": "Is it raining?", "text_pair": "The streets are wet."}
@@ -133,8 +144,11 @@ def test_fill_mask_matches_transformers(fill_mask_models, tokenizers):
     hf, path = fill_mask_models
     ref = transformers.pipeline("fill-mask", model=hf, tokenizer=htok)
     ours = pipeline("fill-mask", model=path, tokenizer=tok, batch_size=2)
-    texts = ["Paris is the [MASK] of France.", "I love [MASK] and [MASK] very much.",
-             "The [MASK] sat on an unaffable mat, didn't it?"]
+    texts = [
+        "Paris is the [MASK] of France.",
+        "I love [MASK] and [MASK] very much.",
+        "The [MASK] sat on an unaffable mat, didn't it?",
+    ]
     assert_same(ours(texts[0]), ref(texts[0]))
     assert_same(ours(texts), ref(texts))
     assert_same(ours(texts[:1]), ref(texts[:1]))  # a list of one is un-nested, as transformers
@@ -157,13 +171,21 @@ def test_token_classification_matches_transformers(tokenizers, saved):
     ref = transformers.pipeline("token-classification", model=hf, tokenizer=htok)
     ours = pipeline("ner", model=saved(hf), tokenizer=tok, batch_size=2)
     for strategy in ("none", "simple", "first", "average", "max"):
-        assert_same(ours(TEXTS, aggregation_strategy=strategy), ref(TEXTS, aggregation_strategy=strategy),
-                    where=strategy)
-        assert_same(ours(TEXTS[2], aggregation_strategy=strategy),
-                    ref(TEXTS[2], aggregation_strategy=strategy), where=strategy)
+        assert_same(
+            ours(TEXTS, aggregation_strategy=strategy),
+            ref(TEXTS, aggregation_strategy=strategy),
+            where=strategy,
+        )
+        assert_same(
+            ours(TEXTS[2], aggregation_strategy=strategy),
+            ref(TEXTS[2], aggregation_strategy=strategy),
+            where=strategy,
+        )
     for ignore in ([], ["O", "B-LOC"]):
-        assert_same(ours(TEXTS[:3], ignore_labels=ignore, aggregation_strategy="simple"),
-                    ref(TEXTS[:3], ignore_labels=ignore, aggregation_strategy="simple"))
+        assert_same(
+            ours(TEXTS[:3], ignore_labels=ignore, aggregation_strategy="simple"),
+            ref(TEXTS[:3], ignore_labels=ignore, aggregation_strategy="simple"),
+        )
     with pytest.raises(ValueError, match="aggregation_strategy"):
         ours(TEXTS[0], aggregation_strategy="mean")
 
@@ -210,8 +232,18 @@ def test_sentence_embeddings_match_sentence_transformers_recipe(minilm_dir):
 # ----------------------------------------------------------------------------------------------------------
 # question answering: brute force over the logits of transformers' model
 # ----------------------------------------------------------------------------------------------------------
-def brute_force_qa(hf, htok, question, context, top_k=1, max_seq_len=384, doc_stride=128, max_answer_len=15,
-                   handle_impossible_answer=False, align_to_words=True):
+def brute_force_qa(
+    hf,
+    htok,
+    question,
+    context,
+    top_k=1,
+    max_seq_len=384,
+    doc_stride=128,
+    max_answer_len=15,
+    handle_impossible_answer=False,
+    align_to_words=True,
+):
     """transformers 4.x QA semantics, written as plain loops in float64.
 
     Per window: p_start / p_end = softmax of the logits over the allowed tokens ([CLS] + context tokens);
@@ -220,8 +252,15 @@ def brute_force_qa(hf, htok, question, context, top_k=1, max_seq_len=384, doc_st
     (case-insensitive) text add up their scores; the null answer scores min over windows of
     p_start[CLS] * p_end[CLS]; best top_k overall.
     """
-    enc = htok(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
-               return_overflowing_tokens=True, return_offsets_mapping=True)
+    enc = htok(
+        question,
+        context,
+        truncation="only_second",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     answers, null = [], math.inf
     for w, ids in enumerate(enc["input_ids"]):
         with torch.inference_mode():
@@ -238,8 +277,9 @@ def brute_force_qa(hf, htok, question, context, top_k=1, max_seq_len=384, doc_st
 
         ps, pe = softmax(s_logits), softmax(e_logits)
         null = min(null, ps[0] * pe[0])
-        spans = sorted(((ps[i] * pe[j], i, j) for i in ctx for j in ctx if i <= j < i + max_answer_len),
-                       reverse=True)[:top_k]
+        spans = sorted(
+            ((ps[i] * pe[j], i, j) for i in ctx for j in ctx if i <= j < i + max_answer_len), reverse=True
+        )[:top_k]
         offsets = enc["offset_mapping"][w]
         for score, i, j in spans:
             if align_to_words:
@@ -262,7 +302,9 @@ def brute_force_qa(hf, htok, question, context, top_k=1, max_seq_len=384, doc_st
 SHORT_CONTEXT = "The Eiffel tower, completed in 1889, is a wrought-iron lattice tower in Paris, France."
 LONG_CONTEXT = " ".join(
     f"Chapter {i}: the unaffable keeper of lighthouse number {i * 7} watched {i + 3} ships sail past the "
-    f"northern cliffs of Norway while writing letters to an old friend in Lisbon." for i in range(24))
+    f"northern cliffs of Norway while writing letters to an old friend in Lisbon."
+    for i in range(24)
+)
 
 
 @pytest.fixture(scope="module")
@@ -278,8 +320,19 @@ def test_question_answering_matches_brute_force(qa_models, tokenizers):
     hf, path = qa_models
     qa = pipeline("question-answering", model=path, tokenizer=tok, batch_size=4)
     q = "Where does the keeper write letters to?"
-    assert len(htok(q, LONG_CONTEXT, truncation="only_second", max_length=384, stride=128,
-                    return_overflowing_tokens=True)["input_ids"]) >= 3  # default windows: several
+    assert (
+        len(
+            htok(
+                q,
+                LONG_CONTEXT,
+                truncation="only_second",
+                max_length=384,
+                stride=128,
+                return_overflowing_tokens=True,
+            )["input_ids"]
+        )
+        >= 3
+    )  # default windows: several
 
     def check(question, context, **kw):
         want = brute_force_qa(hf, htok, question, context, **kw)
@@ -297,17 +350,32 @@ def test_question_answering_matches_brute_force(qa_models, tokenizers):
     assert any(a["answer"] == "" for a in impossible)
 
     # batched calls: several examples (different window counts) in one run, results in input order
-    examples = [{"question": q, "context": LONG_CONTEXT},
-                {"question": "Which city?", "context": SHORT_CONTEXT},
-                {"question": "Who watched ships?", "context": LONG_CONTEXT[:700]}]
+    examples = [
+        {"question": q, "context": LONG_CONTEXT},
+        {"question": "Which city?", "context": SHORT_CONTEXT},
+        {"question": "Who watched ships?", "context": LONG_CONTEXT[:700]},
+    ]
     got = qa(examples, max_seq_len=128, doc_stride=32)
-    want = [brute_force_qa(hf, htok, e["question"], e["context"], max_seq_len=128, doc_stride=32)
-            for e in examples]
+    want = [
+        brute_force_qa(hf, htok, e["question"], e["context"], max_seq_len=128, doc_stride=32)
+        for e in examples
+    ]
     assert_same(got, want, tol=1e-4)
-    assert_same(qa(question=[e["question"] for e in examples], context=[e["context"] for e in examples],
-                   max_seq_len=128, doc_stride=32), want, tol=1e-4)
-    assert_same(qa(examples[1]["question"], examples[1]["context"]), brute_force_qa(
-        hf, htok, examples[1]["question"], examples[1]["context"]), tol=1e-4)
+    assert_same(
+        qa(
+            question=[e["question"] for e in examples],
+            context=[e["context"] for e in examples],
+            max_seq_len=128,
+            doc_stride=32,
+        ),
+        want,
+        tol=1e-4,
+    )
+    assert_same(
+        qa(examples[1]["question"], examples[1]["context"]),
+        brute_force_qa(hf, htok, examples[1]["question"], examples[1]["context"]),
+        tol=1e-4,
+    )
 
     with pytest.raises(ValueError, match="doc_stride"):
         qa(question=q, context=SHORT_CONTEXT, doc_stride=500, max_seq_len=128)
@@ -330,8 +398,10 @@ def test_bad_arguments_raise_value_errors(fill_mask_models, tokenizers):
     with pytest.raises(ValueError, match="batch_size"):
         pipeline("fill-mask", model=path, tokenizer=tok, batch_size=0)
     fm = pipeline("fill-mask", model=path, tokenizer=tok)
-    with pytest.raises(ValueError, match="text-classification pipeline needs a distilbert_fast "
-                                         "DistilBertForSequenceClassification"):
+    with pytest.raises(
+        ValueError,
+        match="text-classification pipeline needs a distilbert_fast DistilBertForSequenceClassification",
+    ):
         pipeline("text-classification", model=fm.model, tokenizer=tok)
     with pytest.raises(ValueError, match="unknown argument.*topk"):
         fm("a [MASK].", topk=3)

@@ -10,6 +10,7 @@ properties:
 Example counts are bounded (profile "dbf": 25 per test, DBF_HYPOTHESIS_EXAMPLES overrides) and derandomized,
 so CI is deterministic and fast; run with a larger count locally to search harder.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,13 @@ from distilbert_fast.ops import reference as R
 if not cpp.AVAILABLE:
     pytest.skip(f"distilbert_fast._C not available: {cpp.IMPORT_ERROR}", allow_module_level=True)
 
-settings.register_profile("dbf", max_examples=int(os.environ.get("DBF_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
-                          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "dbf",
+    max_examples=int(os.environ.get("DBF_HYPOTHESIS_EXAMPLES", "25")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile("dbf")
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
@@ -52,8 +58,14 @@ def poison(x: torch.Tensor, spots: list[tuple[int, int, int]]) -> torch.Tensor:
     return x
 
 
-def check_like_reference(out: torch.Tensor, ref: torch.Tensor, rel: float, what: str,
-                         may_be_nan: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+def check_like_reference(
+    out: torch.Tensor,
+    ref: torch.Tensor,
+    rel: float,
+    what: str,
+    may_be_nan: torch.Tensor | None = None,
+    skip: torch.Tensor | None = None,
+) -> None:
     """Row-wise: a non-finite reference row must be non-finite here; a finite one must match (finite and
     close). `may_be_nan` marks rows allowed to be NaN whatever the reference says (documented overflow);
     `skip` rows the caller checks itself."""
@@ -65,8 +77,10 @@ def check_like_reference(out: torch.Tensor, ref: torch.Tensor, rel: float, what:
     ref_bad = ~torch.isfinite(ref).all(-1) if ref.dim() > 1 else ~torch.isfinite(ref)
     out_bad = ~torch.isfinite(out).all(-1) if out.dim() > 1 else ~torch.isfinite(out)
     hidden = ref_bad & ~out_bad
-    assert not hidden.any(), f"{what}: rows {hidden.nonzero().flatten().tolist()[:8]} are finite here but " \
-                             "non-finite in the reference"
+    assert not hidden.any(), (
+        f"{what}: rows {hidden.nonzero().flatten().tolist()[:8]} are finite here but "
+        "non-finite in the reference"
+    )
     ok = ~ref_bad
     if may_be_nan is not None:
         ok = ok & ~may_be_nan
@@ -81,11 +95,20 @@ def check_like_reference(out: torch.Tensor, ref: torch.Tensor, rel: float, what:
 
 # ---- add_layer_norm -----------------------------------------------------------------------------------------
 
-@given(n=st.integers(0, 40), d=st.integers(1, 300), dtype=dtypes, residual=st.booleans(),
-       stride_extra=st.sampled_from([0, 5]), fp32_params=st.booleans(), seed=st.integers(0, 2**16),
-       spots=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 2)), max_size=4),
-       huge=st.lists(st.tuples(st.integers(0, 99), st.sampled_from([1e15, 1e18, 1e19, 1e20, 1e25, 1e30])),
-                     max_size=3))
+
+@given(
+    n=st.integers(0, 40),
+    d=st.integers(1, 300),
+    dtype=dtypes,
+    residual=st.booleans(),
+    stride_extra=st.sampled_from([0, 5]),
+    fp32_params=st.booleans(),
+    seed=st.integers(0, 2**16),
+    spots=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 2)), max_size=4),
+    huge=st.lists(
+        st.tuples(st.integers(0, 99), st.sampled_from([1e15, 1e18, 1e19, 1e20, 1e25, 1e30])), max_size=3
+    ),
+)
 def test_add_layer_norm_property(n, d, dtype, residual, stride_extra, fp32_params, seed, spots, huge):
     x = rows(n, d, dtype, seed, stride_extra)
     r = rows(n, d, dtype, seed + 1) if residual else None
@@ -108,8 +131,13 @@ def test_add_layer_norm_property(n, d, dtype, residual, stride_extra, fp32_param
     # and the row is NaN (never the silently finite bias that 1/sqrt(inf) = 0 would give).
     sumsq = ((x64 - x64.mean(-1, keepdim=True)) ** 2).sum(-1) if n else torch.zeros(0, dtype=torch.float64)
     finite_in = torch.isfinite(x64).all(-1)
-    check_like_reference(out, ref, TOL[dtype], f"add_layer_norm {n}x{d} {dtype}",
-                         may_be_nan=finite_in & (sumsq > FLT_MAX / 1.01))
+    check_like_reference(
+        out,
+        ref,
+        TOL[dtype],
+        f"add_layer_norm {n}x{d} {dtype}",
+        may_be_nan=finite_in & (sumsq > FLT_MAX / 1.01),
+    )
     surely = finite_in & (sumsq > FLT_MAX * 1.01)
     assert torch.isnan(out[surely].float()).all(), "variance overflow must give NaN"
 
@@ -129,9 +157,17 @@ def test_layer_norm_overflow_is_nan_like_the_reference():
 
 # ---- bias_act ------------------------------------------------------------------------------------------------
 
-@given(n=st.integers(0, 33), d=st.integers(1, 200), dtype=dtypes, act=st.sampled_from(cpp.ACTIVATIONS),
-       stride_extra=st.sampled_from([0, 3]), seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 30.0]),
-       spots=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 2)), max_size=4))
+
+@given(
+    n=st.integers(0, 33),
+    d=st.integers(1, 200),
+    dtype=dtypes,
+    act=st.sampled_from(cpp.ACTIVATIONS),
+    stride_extra=st.sampled_from([0, 3]),
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([1.0, 30.0]),
+    spots=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 2)), max_size=4),
+)
 def test_bias_act_property(n, d, dtype, act, stride_extra, seed, scale, spots):
     x = poison(rows(n, d, dtype, seed, stride_extra, scale), spots)
     bias = rows(1, d, dtype, seed + 1)[0]
@@ -143,6 +179,7 @@ def test_bias_act_property(n, d, dtype, act, stride_extra, seed, scale, spots):
 
 
 # ---- varlen_attention ------------------------------------------------------------------------------------------
+
 
 def loop_reference(q, k, v, cu, n_heads, scale, head_mask=None):
     n, d = q.shape
@@ -160,11 +197,18 @@ def loop_reference(q, k, v, cu, n_heads, scale, head_mask=None):
     return out
 
 
-@given(lens=st.lists(st.integers(0, 40), min_size=1, max_size=4), n_heads=st.integers(1, 4),
-       head_dim=st.sampled_from([1, 8, 17, 32, 64]), dtype=dtypes, fused=st.booleans(),
-       masked_heads=st.lists(st.integers(0, 3), max_size=2), seed=st.integers(0, 2**16),
-       spots=st.lists(st.tuples(st.integers(0, 999), st.integers(0, 999), st.integers(0, 2),
-                                st.integers(0, 2)), max_size=2))
+@given(
+    lens=st.lists(st.integers(0, 40), min_size=1, max_size=4),
+    n_heads=st.integers(1, 4),
+    head_dim=st.sampled_from([1, 8, 17, 32, 64]),
+    dtype=dtypes,
+    fused=st.booleans(),
+    masked_heads=st.lists(st.integers(0, 3), max_size=2),
+    seed=st.integers(0, 2**16),
+    spots=st.lists(
+        st.tuples(st.integers(0, 999), st.integers(0, 999), st.integers(0, 2), st.integers(0, 2)), max_size=2
+    ),
+)
 def test_varlen_attention_property(lens, n_heads, head_dim, dtype, fused, masked_heads, seed, spots):
     n, d = sum(lens), n_heads * head_dim
     g = torch.Generator().manual_seed(seed)
@@ -181,7 +225,7 @@ def test_varlen_attention_property(lens, n_heads, head_dim, dtype, fused, masked
     if masked_heads:
         hm = torch.ones(n_heads)
         hm[[h % n_heads for h in masked_heads]] = 0.0
-    scale = head_dim ** -0.5
+    scale = head_dim**-0.5
     out = cpp.varlen_attention(q, k, v, cu, max(lens), n_heads, scale, hm)
     assert out.dtype == dtype and out.shape == (n, d) and out.is_contiguous()
     ref = loop_reference(q, k, v, cu, n_heads, scale, hm)
@@ -191,16 +235,28 @@ def test_varlen_attention_property(lens, n_heads, head_dim, dtype, fused, masked
     if hm is not None:
         off[:, hm == 0] = True
         assert (out.reshape(n, n_heads, head_dim)[off] == 0).all()
-    check_like_reference(out.reshape(n * n_heads, head_dim), ref.reshape(n * n_heads, head_dim), TOL[dtype],
-                         f"attention lens={lens} H={n_heads} hd={head_dim}", skip=off.reshape(-1))
+    check_like_reference(
+        out.reshape(n * n_heads, head_dim),
+        ref.reshape(n * n_heads, head_dim),
+        TOL[dtype],
+        f"attention lens={lens} H={n_heads} hd={head_dim}",
+        skip=off.reshape(-1),
+    )
 
 
 # ---- embeddings --------------------------------------------------------------------------------------------------
 
-@given(n=st.integers(0, 50), d=st.integers(1, 130), dtype=dtypes, index_dtype=st.sampled_from([torch.int32, torch.int64]),
-       pos_index_dtype=st.sampled_from([torch.int32, torch.int64]), fp32_params=st.booleans(),
-       seed=st.integers(0, 2**16),
-       spots=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 2)), max_size=3))
+
+@given(
+    n=st.integers(0, 50),
+    d=st.integers(1, 130),
+    dtype=dtypes,
+    index_dtype=st.sampled_from([torch.int32, torch.int64]),
+    pos_index_dtype=st.sampled_from([torch.int32, torch.int64]),
+    fp32_params=st.booleans(),
+    seed=st.integers(0, 2**16),
+    spots=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 999), st.integers(0, 2)), max_size=3),
+)
 def test_embeddings_property(n, d, dtype, index_dtype, pos_index_dtype, fp32_params, seed, spots):
     V, P = 37, 19
     word, pos = poison(rows(V, d, dtype, seed), spots), rows(P, d, dtype, seed + 1)
@@ -227,8 +283,13 @@ def test_embeddings_index_errors_name_the_argument():
 
 # ---- weights_fingerprint --------------------------------------------------------------------------------------
 
-@given(shape=st.sampled_from([(1,), (7,), (384,), (33, 17), (64, 48)]), dtype=dtypes, seed=st.integers(0, 2**16),
-       edit=st.sampled_from(["mul", "copy", "fill", "add_one_row", "numpy"]))
+
+@given(
+    shape=st.sampled_from([(1,), (7,), (384,), (33, 17), (64, 48)]),
+    dtype=dtypes,
+    seed=st.integers(0, 2**16),
+    edit=st.sampled_from(["mul", "copy", "fill", "add_one_row", "numpy"]),
+)
 def test_weights_fingerprint_sees_untracked_whole_tensor_edits(shape, dtype, seed, edit):
     fp = torch.ops.distilbert_fast.weights_fingerprint
     g = torch.Generator().manual_seed(seed)
@@ -249,7 +310,9 @@ def test_weights_fingerprint_sees_untracked_whole_tensor_edits(shape, dtype, see
             p.data.view(torch.int16).numpy()[...] ^= 0x0100  # flip a mantissa bit of every element
         else:
             p.data.numpy()[...] *= -1.0
-    assert p._version == version, "the edit must bypass autograd's version counter for this test to mean anything"
+    assert p._version == version, (
+        "the edit must bypass autograd's version counter for this test to mean anything"
+    )
     assert fp([p], 16) != before
 
 

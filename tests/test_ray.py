@@ -4,6 +4,7 @@ Each task's Ray Data job gives the single-process pipeline's outputs (row by row
 malformed rows become error rows; an actor SIGKILLed mid-job is restarted and every row comes out exactly
 once; the CLI `run --ray` path end to end against `distilbert-fast run`; the GPU plan with a stand-in.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,32 @@ from distilbert_fast import cli  # noqa: E402
 from distilbert_fast.pipelines import pipeline  # noqa: E402
 from distilbert_fast.ray import JobError, Predictor, plan_resources, run  # noqa: E402
 
-SENTENCES = [s for s in resources.files("distilbert_fast").joinpath("data", "sentences.txt")
-             .read_text(encoding="utf-8").splitlines() if s.strip()]
-QA = [{"question": "Who performed the symphony?", "context": SENTENCES[1]},
-      {"question": "How long does she practice?", "context": SENTENCES[2]},
-      {"question": "Where is the man playing?", "context": SENTENCES[0] + " " + SENTENCES[3]}]
+SENTENCES = [
+    s
+    for s in resources.files("distilbert_fast")
+    .joinpath("data", "sentences.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if s.strip()
+]
+QA = [
+    {"question": "Who performed the symphony?", "context": SENTENCES[1]},
+    {"question": "How long does she practice?", "context": SENTENCES[2]},
+    {"question": "Where is the man playing?", "context": SENTENCES[0] + " " + SENTENCES[3]},
+]
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
-             logging_level="WARNING", object_store_memory=256 * 1024**2)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level="WARNING",
+        object_store_memory=256 * 1024**2,
+    )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data's debug stats would flood failure reports
@@ -54,9 +69,12 @@ def models(tmp_path_factory, minilm_dir):
     """Small random checkpoints of each task class on the real vocabulary, with MiniLM's tokenizer."""
     root = tmp_path_factory.mktemp("ray_models")
     out = {"sentence-embeddings": minilm_dir, "feature-extraction": minilm_dir}
-    for task, cls in (("text-classification", "DistilBertForSequenceClassification"),
-                      ("fill-mask", "DistilBertForMaskedLM"), ("question-answering", "DistilBertForQuestionAnswering"),
-                      ("token-classification", "DistilBertForTokenClassification")):
+    for task, cls in (
+        ("text-classification", "DistilBertForSequenceClassification"),
+        ("fill-mask", "DistilBertForMaskedLM"),
+        ("question-answering", "DistilBertForQuestionAnswering"),
+        ("token-classification", "DistilBertForTokenClassification"),
+    ):
         extra = {"num_labels": 3} if "Sequence" in cls or "Token" in cls else {}
         model = hf_model(cls, seed=3, vocab_size=30522, **extra)
         path = root / task
@@ -68,7 +86,9 @@ def models(tmp_path_factory, minilm_dir):
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -100,8 +120,7 @@ def assert_same(a, b, path="result"):
 CASES = [
     ("sentence-embeddings", SENTENCES, {}, "embedding", lambda r: r.tolist()),
     ("feature-extraction", SENTENCES[:12], {}, "features", lambda r: r[0]),
-    ("text-classification", SENTENCES + [{"text": SENTENCES[0], "text_pair": SENTENCES[1]}], {},
-     None, None),
+    ("text-classification", SENTENCES + [{"text": SENTENCES[0], "text_pair": SENTENCES[1]}], {}, None, None),
     ("question-answering", QA, {"top_k": 2}, "answers", lambda r: r if isinstance(r, list) else [r]),
     ("token-classification", SENTENCES[:12], {"aggregation_strategy": "simple"}, "entities", lambda r: r),
 ]
@@ -113,12 +132,24 @@ def test_each_task_matches_the_pipeline(case, local_ray, models, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [r if isinstance(r, dict) else {"text": r} for r in rows])
     out = tmp_path / ("out.jsonl" if task == "question-answering" else "out")
     # one actor: each actor start costs seconds on 2 cores (the kill and CLI tests run two)
-    summary = run(task, models[task], str(src), str(out), actors=1, rows_per_call=7, batch_size=4,
-                  device="cpu", progress=False, **call)
+    summary = run(
+        task,
+        models[task],
+        str(src),
+        str(out),
+        actors=1,
+        rows_per_call=7,
+        batch_size=4,
+        device="cpu",
+        progress=False,
+        **call,
+    )
     got = read_output(out)
     expected = pipeline(task, model=models[task], batch_size=32).run(rows, **call)
     assert [r["row"] for r in got] == list(range(len(rows)))  # every row exactly once
-    assert summary.rows == len(rows) and summary.errors == 0 and summary.tokens == sum(r["tokens"] for r in got)
+    assert (
+        summary.rows == len(rows) and summary.errors == 0 and summary.tokens == sum(r["tokens"] for r in got)
+    )
     for r, e in zip(got, expected):
         assert r["error"] is None and r["tokens"] > 0
         if column is None:  # text-classification: label + score columns
@@ -133,16 +164,35 @@ def test_rows_of_many_files_with_errors_are_never_dropped(local_ray, models, tmp
     folder = tmp_path / "in"
     folder.mkdir()
     good = [s.replace(s.split()[1], "[MASK]", 1) for s in SENTENCES[:9]]
-    write_jsonl(folder / "a.jsonl", [{"text": good[0]}, "{not json", {"txt": "no text field"}, {"text": good[1]},
-                                     "", {"text": 7}, {"text": SENTENCES[5]}])  # last: no [MASK] -> rejected
+    write_jsonl(
+        folder / "a.jsonl",
+        [
+            {"text": good[0]},
+            "{not json",
+            {"txt": "no text field"},
+            {"text": good[1]},
+            "",
+            {"text": 7},
+            {"text": SENTENCES[5]},
+        ],
+    )  # last: no [MASK] -> rejected
     write_jsonl(folder / "b.jsonl", [{"text": t} for t in good[2:]])
     (folder / "_SUCCESS").write_text("")  # writer markers are skipped
     out = tmp_path / "out"
-    summary = run("fill-mask", models["fill-mask"], str(folder), str(out), actors=1, rows_per_call=3,
-                  device="cpu", progress=False)
+    summary = run(
+        "fill-mask",
+        models["fill-mask"],
+        str(folder),
+        str(out),
+        actors=1,
+        rows_per_call=3,
+        device="cpu",
+        progress=False,
+    )
     got = read_output(out)
-    assert [(Path(r["file"]).name, r["row"]) for r in got] == \
-        [("a.jsonl", i) for i in range(6)] + [("b.jsonl", i) for i in range(7)]
+    assert [(Path(r["file"]).name, r["row"]) for r in got] == [("a.jsonl", i) for i in range(6)] + [
+        ("b.jsonl", i) for i in range(7)
+    ]
     errors = {r["row"]: r["error"] for r in got if r["error"] is not None}
     assert set(errors) == {1, 2, 4, 5} and summary.errors == 4 and summary.rows == 13
     assert "line 2: invalid JSON" in errors[1] and 'line 3: missing field "text"' in errors[2]
@@ -154,7 +204,10 @@ def test_rows_of_many_files_with_errors_are_never_dropped(local_ray, models, tmp
         assert_same(r["candidates"], [e], f"{r['file']}:{r['row']}")
     with pytest.raises(JobError, match="not empty"):  # a second run never mixes files with the first
         run("fill-mask", models["fill-mask"], str(folder / "*.jsonl"), str(out), device="cpu", progress=False)
-    for bad, match in ((tmp_path / "missing.jsonl", "input not found"), (tmp_path / "x*.txt", "no file matches")):
+    for bad, match in (
+        (tmp_path / "missing.jsonl", "input not found"),
+        (tmp_path / "x*.txt", "no file matches"),
+    ):
         t0 = time.perf_counter()
         with pytest.raises(JobError, match=match):
             run("fill-mask", models["fill-mask"], str(bad), str(tmp_path / "o2"), progress=False)
@@ -190,8 +243,16 @@ def test_actor_killed_mid_job_every_row_exactly_once(local_ray, minilm_dir, tmp_
 
     def job():
         try:
-            result["summary"] = run("sentence-embeddings", minilm_dir, str(src), str(out), actors=2,
-                                    rows_per_call=32, device="cpu", progress=False)
+            result["summary"] = run(
+                "sentence-embeddings",
+                minilm_dir,
+                str(src),
+                str(out),
+                actors=2,
+                rows_per_call=32,
+                device="cpu",
+                progress=False,
+            )
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             result["error"] = e
 
@@ -206,8 +267,9 @@ def test_actor_killed_mid_job_every_row_exactly_once(local_ray, minilm_dir, tmp_
         written = out.is_dir() and any(out.iterdir())
         # mid-job: results already written, or an actor past its model load (seconds of CPU) and working
         victims = sorted(p for p in new if written or _cpu_seconds(p) > 4.0)
-    assert victims and thread.is_alive(), \
+    assert victims and thread.is_alive(), (
         f"no actor killed mid-job (actors seen {seen}, output written {written}): {result}"
+    )
     os.kill(victims[0], signal.SIGKILL)
     thread.join(240)
     assert not thread.is_alive() and "error" not in result, result.get("error")
@@ -215,7 +277,9 @@ def test_actor_killed_mid_job_every_row_exactly_once(local_ray, minilm_dir, tmp_
     assert [r["row"] for r in got] == list(range(len(rows)))  # exactly once, none lost
     assert result["summary"].rows == len(rows)
     assert victims[0] not in _map_workers()
-    expected = pipeline("sentence-embeddings", model=minilm_dir).run(rows[:64] + rows[-64:], return_tensors="np")
+    expected = pipeline("sentence-embeddings", model=minilm_dir).run(
+        rows[:64] + rows[-64:], return_tensors="np"
+    )
     emb = np.array([r["embedding"] for r in got[:64] + got[-64:]], dtype=np.float32)
     assert np.abs(emb - expected).max() <= 1e-6
 
@@ -223,30 +287,91 @@ def test_actor_killed_mid_job_every_row_exactly_once(local_ray, minilm_dir, tmp_
 def test_cli_ray_matches_single_process_run(local_ray, minilm_dir, tmp_path, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": s, "id": i} for i, s in enumerate(SENTENCES)])
     single, distributed = tmp_path / "single.jsonl", tmp_path / "ray_out.jsonl"
-    assert cli.main(["run", "sentence-embeddings", "--model", str(minilm_dir), "--input", str(src), "--output",
-                     str(single), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "sentence-embeddings",
+                "--model",
+                str(minilm_dir),
+                "--input",
+                str(src),
+                "--output",
+                str(single),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     # --address: the test's Ray (without it the command starts and stops a local one)
-    assert cli.main(["run", "sentence-embeddings", "--model", str(minilm_dir), "--input", str(src), "--output",
-                     str(distributed), "--ray", "--address", local_ray, "--actors", "2", "--threads-per-actor", "1",
-                     "--batch-size", "8", "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "sentence-embeddings",
+                "--model",
+                str(minilm_dir),
+                "--input",
+                str(src),
+                "--output",
+                str(distributed),
+                "--ray",
+                "--address",
+                local_ray,
+                "--actors",
+                "2",
+                "--threads-per-actor",
+                "1",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert f"{len(SENTENCES)} rows (0 with an error)" in err and "tokens/s on 2 actor(s) x 1 thread(s)" in err
     want = [json.loads(line) for line in single.read_text().splitlines()]
     got = read_output(distributed)
     assert [r["row"] for r in got] == [w["index"] for w in want]
-    diff = max(np.abs(np.array(r["embedding"], np.float32) - np.array(w["result"], np.float32)).max()
-               for r, w in zip(got, want))
+    diff = max(
+        np.abs(np.array(r["embedding"], np.float32) - np.array(w["result"], np.float32)).max()
+        for r, w in zip(got, want)
+    )
     assert diff <= 1e-6
     # errors stay one line
-    assert cli.main(["run", "sentence-embeddings", "--model", str(minilm_dir), "--input", str(tmp_path / "nope"),
-                     "--output", str(tmp_path / "o"), "--ray", "--address", local_ray]) == 1
+    assert (
+        cli.main(
+            [
+                "run",
+                "sentence-embeddings",
+                "--model",
+                str(minilm_dir),
+                "--input",
+                str(tmp_path / "nope"),
+                "--output",
+                str(tmp_path / "o"),
+                "--ray",
+                "--address",
+                local_ray,
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "input not found" in err
 
 
 def test_gpu_plan_and_cpu_stand_in():
     """The CUDA plan: one GPU per actor, the triton backend; the CPU plan: actors x threads = CPUs."""
-    assert plan_resources("auto", None, None, {"CPU": 16, "GPU": 4}) == ("cuda", 4, 1, {"num_gpus": 1, "num_cpus": 1})
+    assert plan_resources("auto", None, None, {"CPU": 16, "GPU": 4}) == (
+        "cuda",
+        4,
+        1,
+        {"num_gpus": 1, "num_cpus": 1},
+    )
     assert plan_resources("auto", None, None, {"CPU": 8}) == ("cpu", 8, 1, {"num_cpus": 1})
     assert plan_resources("cpu", 2, None, {"CPU": 8, "GPU": 1}) == ("cpu", 2, 4, {"num_cpus": 4})
     assert plan_resources("cpu", None, 2, {"CPU": 8}) == ("cpu", 4, 2, {"num_cpus": 2})
@@ -276,7 +401,9 @@ def test_serve_app_smoke(local_ray, minilm_dir):
             assert client.get("/health").status_code == 200
             r = client.post("/embed", json={"inputs": SENTENCES[:3]})
             assert r.status_code == 200, r.text
-            expected = pipeline("sentence-embeddings", model=minilm_dir).run(SENTENCES[:3], return_tensors="np")
+            expected = pipeline("sentence-embeddings", model=minilm_dir).run(
+                SENTENCES[:3], return_tensors="np"
+            )
             assert np.abs(np.array(r.json(), np.float32) - expected).max() <= 1e-5
             bad = client.post("/embed", json={"inputs": 3})
             assert bad.status_code == 422 and "inputs" in bad.text
@@ -343,3 +470,32 @@ def test_gpu_code_path_with_a_cpu_stand_in(models, tmp_path):
     a = np.array(gpu_like["embedding"].to_pylist(), np.float32)
     b = np.array(cpu["embedding"].to_pylist(), np.float32)
     assert np.abs(a - b).max() <= 1e-5
+
+
+def test_parquet_and_text_rows_are_numbered_and_checked(local_ray, tmp_path):
+    """The reader alone (no model): parquet records and .txt lines get their file + row id; a null text is
+    an error row; blank .txt lines are not rows (as in `distilbert-fast run`)."""
+    import pyarrow as pa
+
+    from distilbert_fast.ray.io import RowSource, expand_inputs
+
+    pq.write_table(
+        pa.table({"text": ["a", None, "c"], "text_pair": [None, None, "d"], "other": [1, 2, 3]}),
+        tmp_path / "p.parquet",
+    )
+    paths, fs, kind = expand_inputs(str(tmp_path / "*.parquet"))
+    rows = ray.data.read_datasource(RowSource(paths, "text-classification", kind, fs), num_cpus=0).take_all()
+    assert [(r["row"], r["text"], r["text_pair"], r["error"]) for r in rows] == [
+        (0, "a", None, None),
+        (1, None, None, 'record 1: missing field "text"'),
+        (2, "c", "d", None),
+    ]
+    (tmp_path / "t.txt").write_bytes(b"one\n\n  \ntwo\r\n\xff\xfe\nthree")
+    paths, fs, kind = expand_inputs(str(tmp_path / "t.txt"))
+    rows = ray.data.read_datasource(RowSource(paths, "fill-mask", kind, fs), num_cpus=0).take_all()
+    assert [(r["row"], r["text"], r["error"]) for r in rows] == [
+        (0, "one", None),
+        (1, "two", None),
+        (2, None, "line 5: not valid UTF-8"),
+        (3, "three", None),
+    ]

@@ -1,6 +1,7 @@
 """Issue 11 failures, one test each: stale weights, inference_mode, int32 ids, clear errors, .to() racing a
 forward. Each failed on the main of 2026-11-24 (71a5fb7) and passes now. (`run` jobs: test_run_jobs.py;
 kernels with non-finite inputs: test_properties.py; memory: bench/soak.py.)"""
+
 from __future__ import annotations
 
 import threading
@@ -8,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, hf_model, small_config
 
 from distilbert_fast import DistilBertConfig, DistilBertModel, available_backends
-from helpers import assert_close, hf_model, small_config
 
 CPP = "cpp" in available_backends()
 needs_cpp = pytest.mark.skipif(not CPP, reason="C++ backend not built")
@@ -33,6 +34,7 @@ def _same_output(fast, ref, ids, what):
 
 # ---- 1. weights are never stale ------------------------------------------------------------------------------
 
+
 def _edits(model):
     layer = model.transformer.layer[0]
     w1 = layer.ffn.lin1.weight
@@ -51,6 +53,7 @@ def _edits(model):
         opt.step()
         opt.zero_grad()
         model.eval()
+
     yield "optimizer step", step
     yield ".to(bfloat16) and back", lambda: model.to(torch.bfloat16).to(torch.float32)
 
@@ -100,6 +103,7 @@ def test_optimize_path_sees_weight_edits():
 
 # ---- 3/4. inference_mode, int32 ids --------------------------------------------------------------------------
 
+
 @needs_cpp
 def test_construct_load_and_pipeline_inside_inference_mode(tmp_path, minilm_dir):
     from distilbert_fast import pipeline
@@ -109,7 +113,9 @@ def test_construct_load_and_pipeline_inside_inference_mode(tmp_path, minilm_dir)
         assert m(torch.randint(0, 101, (2, 5))).last_hidden_state.shape == (2, 5, 32)
         loaded = DistilBertModel.from_pretrained(minilm_dir, backend="cpp")
         assert loaded.backend == "cpp"
-        assert len(pipeline("sentence-embeddings", model=minilm_dir, backend="cpp")(["hello there"])[0]) == 384
+        assert (
+            len(pipeline("sentence-embeddings", model=minilm_dir, backend="cpp")(["hello there"])[0]) == 384
+        )
 
 
 @pytest.mark.parametrize("backend", ["cpp", "torch"])
@@ -131,6 +137,7 @@ def test_int32_ids_and_positions(backend):
 
 # ---- 6. errors name the input ------------------------------------------------------------------------------------
 
+
 def test_clear_errors():
     config = DistilBertConfig(**small_config())
     m = DistilBertModel(config).eval()
@@ -139,7 +146,10 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="attention_mask is on the meta device"):
         m(torch.zeros(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 5, device="meta"))
     mb = DistilBertModel(config).eval().to(torch.bfloat16)
-    with torch.no_grad(), pytest.raises(ValueError, match=r"inputs_embeds must have the model's dtype torch.bfloat16"):
+    with (
+        torch.no_grad(),
+        pytest.raises(ValueError, match=r"inputs_embeds must have the model's dtype torch.bfloat16"),
+    ):
         mb(inputs_embeds=torch.randn(2, 5, 32))
     with pytest.raises(ValueError, match=r"max_position_embeddings must be at most"):
         DistilBertModel(DistilBertConfig(**small_config(max_position_embeddings=10**12)))
@@ -149,7 +159,9 @@ def test_lone_surrogate_is_named(minilm_dir):
     from distilbert_fast import DistilBertTokenizer
 
     tok = DistilBertTokenizer.from_pretrained(minilm_dir)
-    with pytest.raises(ValueError, match=r"text 1 is not valid Unicode: lone surrogate '\\ud800' at character 4"):
+    with pytest.raises(
+        ValueError, match=r"text 1 is not valid Unicode: lone surrogate '\\ud800' at character 4"
+    ):
         tok(["fine", "abc \ud800 def"])
     assert tok(["fine"])["input_ids"] == [[101, 2986, 102]]
 

@@ -3,6 +3,7 @@
 Real subprocesses on real files, like a user. The model is a tiny random text classifier with the real
 MiniLM tokenizer, so each run costs ~2 s of start-up, not of inference.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -24,8 +25,14 @@ def cli(*args, timeout=120) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     env.pop("DISTILBERT_FAST_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "distilbert_fast", *map(str, args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "distilbert_fast", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line_error(proc, *fragments):
@@ -50,15 +57,38 @@ def job_dir(tmp_path_factory, minilm_dir):
     (root / "b.txt").write_text("\n".join(t.upper() for t in texts) + "\n", encoding="utf-8")
     (root / "long.txt").write_text("\n".join(texts + texts) + "\n", encoding="utf-8")
     reference = root / "reference.jsonl"
-    proc = cli("run", "text-classification", "--model", root / "model", "--input", root / "a.txt",
-               "--output", reference, "--chunk-size", "8", "--no-progress")
+    proc = cli(
+        "run",
+        "text-classification",
+        "--model",
+        root / "model",
+        "--input",
+        root / "a.txt",
+        "--output",
+        reference,
+        "--chunk-size",
+        "8",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     return root
 
 
 def _args(root, out, inp="a.txt", task="text-classification", *extra):
-    return ["run", task, "--model", root / "model", "--input", root / inp, "--output", out,
-            "--chunk-size", "8", "--no-progress", *extra]
+    return [
+        "run",
+        task,
+        "--model",
+        root / "model",
+        "--input",
+        root / inp,
+        "--output",
+        out,
+        "--chunk-size",
+        "8",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _partial_copy(root, out, rows):
@@ -68,12 +98,15 @@ def _partial_copy(root, out, rows):
     Path(str(out) + ".job").write_bytes(Path(str(root / "reference.jsonl") + ".job").read_bytes())
 
 
-@pytest.mark.parametrize("change", [
-    ("b.txt", "text-classification", (), "input.sha256"),  # another input file, same row count
-    ("long.txt", "text-classification", (), "input."),  # a longer input (old main kept the old rows)
-    ("a.txt", "sentiment-analysis", ("--top-k", "2"), "options.top_k"),  # other options
-    ("a.txt", "feature-extraction", (), "task"),  # another task
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("b.txt", "text-classification", (), "input.sha256"),  # another input file, same row count
+        ("long.txt", "text-classification", (), "input."),  # a longer input (old main kept the old rows)
+        ("a.txt", "sentiment-analysis", ("--top-k", "2"), "options.top_k"),  # other options
+        ("a.txt", "feature-extraction", (), "task"),  # another task
+    ],
+)
 def test_resume_of_a_different_job_is_refused(job_dir, tmp_path, change):
     inp, task, extra, what = change
     out = tmp_path / "out.jsonl"

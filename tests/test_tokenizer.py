@@ -27,8 +27,7 @@ import torch
 try:
     from distilbert_fast import tokenization
 except ImportError:  # the package __init__ imports modules that may be mid-edit; the tokenizer is standalone
-    # Load tokenization.py (and its sibling tokenization_utils.py) as a package of their own, skipping
-    # distilbert_fast/__init__.py.
+    # Load the tokenization/ package under a parent package of its own, skipping distilbert_fast/__init__.py.
     _spec = importlib.machinery.ModuleSpec("_dbf_tokenization", None, is_package=True)
     _package = importlib.util.module_from_spec(_spec)
     _package.__path__ = [os.path.join(os.path.dirname(__file__), os.pardir, "distilbert_fast")]

@@ -31,6 +31,7 @@ rows is a row `repeat` plus a replicated Layout (cu_seqlens offset per channel).
 Not supported (clear error): PHM / Compacter layers, gating (UniPELT), invertible adapters, Fuse / Split /
 BatchSplit / Average compositions, and the non-bottleneck methods (LoRA, prefix tuning, ...).
 """
+
 from .activations import Activation, layer_norm, linear_act
 from .composition import (
     ALLOWED_NESTINGS,

@@ -1,6 +1,7 @@
 """Activations by the names the library uses (transformers' get_activation names), and the op-table helpers
 adapters and heads run through: Linear + activation fused into the GEMM where the backend can, LayerNorm.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,5 @@
-"""Composition blocks (Stack, Parallel, Fuse): the adapters library's classes, nesting rules and dict format.
-"""
+"""Composition blocks (Stack, Parallel, Fuse): the adapters library's classes, nesting rules and dict format."""
+
 from __future__ import annotations
 
 import itertools

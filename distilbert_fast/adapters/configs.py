@@ -1,6 +1,7 @@
 """Bottleneck adapter configs (seq_bn, double_seq_bn, par_bn and the library's config strings), their hash, and
 AdaptersConfig: the adapters of one model and its active setup.
 """
+
 from __future__ import annotations
 
 import ast
@@ -247,7 +248,6 @@ def adapter_config_hash(config: Mapping, length: int = 16) -> str:
         if minimized.get(name, None) == default:
             del minimized[name]
     return hashlib.sha1(json.dumps(minimized, sort_keys=True).encode("utf-8")).hexdigest()[:length]
-
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Adapter modules (parameter names = the library's): Adapter, ParallelAdapter, the per-location
 BottleneckLayer, and attaching the two locations to a TransformerBlock.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,6 +1,7 @@
 """AdapterRun: the adapter setup of one forward call, applied by TransformerBlock in place of its residual +
 LayerNorm; Parallel replicates the rows (and the Layout) at its first adapter location.
 """
+
 from __future__ import annotations
 
 import dataclasses

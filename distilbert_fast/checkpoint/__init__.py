@@ -14,6 +14,7 @@ Nothing in here knows about the model classes; the model code uses this API to
 
 Every error raised for a bad input is a :class:`CheckpointError` (a ``ValueError``).
 """
+
 from .bert import bert_config_to_distilbert, convert_bert_state_dict
 from .common import (
     CONFIG_NAME,

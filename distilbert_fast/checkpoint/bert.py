@@ -1,4 +1,5 @@
 """BERT checkpoints -> DistilBERT, exactly where that is possible (config and state dict)."""
+
 from __future__ import annotations
 
 import math
@@ -140,7 +141,7 @@ _LAYER_MAP = {
 
 def _normalize_bert_key(key: str) -> str:
     if key.startswith("bert."):
-        key = key[len("bert."):]
+        key = key[len("bert.") :]
     if key.endswith(".gamma"):
         key = key[: -len("gamma")] + "weight"
     elif key.endswith(".beta"):

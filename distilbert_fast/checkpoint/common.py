@@ -1,4 +1,5 @@
 """File names, CheckpointError and the small helpers every checkpoint module shares."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 single files or shards with an HF-style index (shards must stay inside the snapshot folder; the HF cache's
 symlinked blobs are allowed).
 """
+
 from __future__ import annotations
 
 import json
@@ -192,9 +193,7 @@ def load_state_dict(model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = directory / WEIGHTS_INDEX_NAME
     if path.is_file():
         return _load_sharded(path, _load_torch_file)
-    raise CheckpointError(
-        f"no weight file in '{directory}': looked for {', '.join(WEIGHT_FILE_NAMES)}"
-    )
+    raise CheckpointError(f"no weight file in '{directory}': looked for {', '.join(WEIGHT_FILE_NAMES)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,9 +219,7 @@ def _prepare_for_safetensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str
         )
     bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(
-            f"state_dict entries that are not name -> tensor: {short_list(map(repr, bad))}"
-        )
+        raise CheckpointError(f"state_dict entries that are not name -> tensor: {short_list(map(repr, bad))}")
     if not state_dict:
         raise CheckpointError("state_dict is empty: nothing to save")
     owners: dict[Any, int] = {}
@@ -237,9 +234,7 @@ def _prepare_for_safetensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str
             raise CheckpointError(f"tensor {k!r} has layout {v.layout}; only dense tensors can be saved")
         key = _storage_key(v)
         shared = key is not None and owners.get(key, 0) > 1
-        partial = key is not None and (
-            v.data_ptr() != key[1] or v.numel() * v.element_size() != key[2]
-        )
+        partial = key is not None and (v.data_ptr() != key[1] or v.numel() * v.element_size() != key[2])
         if shared or partial or not v.is_contiguous():
             v = v.clone(memory_format=torch.contiguous_format)
         out[k] = v

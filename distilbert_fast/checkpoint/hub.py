@@ -1,6 +1,7 @@
 """Finding a checkpoint: a local folder or a Hugging Face Hub repo id (the one Hub resolver, shared by the
 model loader and the tokenizer), and reading its config.json.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,5 @@
-"""Lining checkpoint keys up with a model (the distilbert. prefix) and reporting every problem at once.
-"""
+"""Lining checkpoint keys up with a model (the distilbert. prefix) and reporting every problem at once."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -41,8 +41,8 @@ def strip_or_add_prefix(
             targets[key] = key
             continue
         new = key
-        if key.startswith(prefix) and key[len(prefix):] in model_keys:
-            new = key[len(prefix):]
+        if key.startswith(prefix) and key[len(prefix) :] in model_keys:
+            new = key[len(prefix) :]
         elif prefix + key in model_keys:
             new = prefix + key
         if new != key and new not in taken:

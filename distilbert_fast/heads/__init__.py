@@ -21,6 +21,7 @@ head folders (head_config.json + model_head.safetensors | pytorch_model_head.bin
 save_pretrained (config.json with "adapters" and "prediction_heads"), static DistilBertFor* checkpoints
 (converted to a flex head "default" as the library does). `.bin` files are read with weights_only=True.
 """
+
 from ..adapters import AdapterCompositionBlock, Parallel, Stack
 from .folders import (
     ADAPTER_CONFIG_NAME,

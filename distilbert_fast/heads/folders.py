@@ -2,6 +2,7 @@
 DistilBertModelWithHeads): adapter_config.json + adapter.safetensors | pytorch_adapter.bin, head_config.json
 + model_head.safetensors | pytorch_model_head.bin. `.bin` files are read with weights_only=True.
 """
+
 from __future__ import annotations
 
 import copy

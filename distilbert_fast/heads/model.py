@@ -1,6 +1,7 @@
 """DistilBertModelWithHeads: one shared encoder, named flex heads (prediction.py), bottleneck adapters
 (adapters.py); folder formats in folders.py, whole checkpoints through the one loader (loading.py hooks).
 """
+
 from __future__ import annotations
 
 import copy
@@ -313,6 +314,31 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
             if heads and all(h in self.heads for h in heads):
                 self.active_head = heads if len(heads) > 1 else heads[0]
 
+    def freeze_model(self, freeze: bool = True) -> None:
+        """The library's freeze_model: every encoder parameter (adapters inside the layers included) stops
+        (or resumes) requiring grad; the prediction heads are untouched."""
+        for p in self.distilbert.parameters():
+            p.requires_grad = not freeze
+        self.model_frozen = freeze
+
+    def train_adapter(self, adapter_setup, train_embeddings: bool = False) -> None:
+        """The library's train_adapter: train mode, the encoder and every other adapter frozen, the named
+        adapters trainable and active (so are the heads, as in the library)."""
+        setup = parse_composition(adapter_setup)
+        if setup is None:
+            raise ValueError("train_adapter needs an adapter name, a list or a composition")
+        self._check_setup(setup)
+        self.train()
+        self.freeze_model(True)
+        names = setup.flatten()
+        for _, layer in self._adapter_layers():
+            for name in names & layer.adapters.keys():
+                for p in layer.adapters[name].parameters():
+                    p.requires_grad = True
+        if train_embeddings:
+            self.get_input_embeddings().weight.requires_grad = True
+        self.set_active_adapters(setup)
+
     def adapter_summary(self) -> str:
         rows = ["name, config, parameters, active"]
         active = self.active_adapters.flatten() if self.active_adapters is not None else set()
@@ -372,6 +398,9 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
         """head: a head name or a list of names (one encoder pass, one output per head); default: active_head.
         adapter_names: a name, a list (Stack), Stack(...) or Parallel(...); default: the active adapters.
         head_kwargs: labels / start_positions / end_positions, passed to every head."""
+        output_attentions, output_hidden_states, return_dict = self.call_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         unknown = sorted(set(head_kwargs) - {"labels", "start_positions", "end_positions"})
         if unknown:
             raise TypeError(f"forward() got unexpected keyword argument(s) {unknown}")
@@ -398,8 +427,9 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
             adapters=run,
             need_rows=None if src is None else self.loss_rows(heads, tuple(src.shape[:2]), head_kwargs),
         )
-        out = self.run_heads(self.ops_for_call(bool(output_attentions)), enc, heads, run, attention_mask,
-                             **head_kwargs)
+        out = self.run_heads(
+            self.ops_for_call(bool(output_attentions)), enc, heads, run, attention_mask, **head_kwargs
+        )
         if return_dict is not False:
             return out
         if isinstance(out, MultiHeadOutput):  # one tuple per head, as the library
@@ -413,11 +443,17 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
         for name in heads:
             h = self.heads[name]
             rows = None
-            if isinstance(h, QuestionAnsweringHead) and head_kwargs.get("start_positions") is not None \
-                    and head_kwargs.get("end_positions") is not None:
+            if (
+                isinstance(h, QuestionAnsweringHead)
+                and head_kwargs.get("start_positions") is not None
+                and head_kwargs.get("end_positions") is not None
+            ):
                 rows = torch.ones(shape, dtype=torch.bool)  # cross-entropy over the whole padded length
-            elif isinstance(h, BertStyleMaskedLMHead) and isinstance(head_kwargs.get("labels"), torch.Tensor) \
-                    and head_kwargs["labels"].numel() == shape[0] * shape[1]:
+            elif (
+                isinstance(h, BertStyleMaskedLMHead)
+                and isinstance(head_kwargs.get("labels"), torch.Tensor)
+                and head_kwargs["labels"].numel() == shape[0] * shape[1]
+            ):
                 labels = head_kwargs["labels"].reshape(shape)
                 rows = labels != -100
                 if h.config["shift_labels"]:  # logits[:, :-1] meet labels[:, 1:]
@@ -439,8 +475,15 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
         heads = self._heads_for_call(head, adapter_names, setup)
         return heads, (AdapterRun(setup) if setup is not None else None)
 
-    def run_heads(self, ops, enc: Encoded, heads: list[str], run: AdapterRun | None = None,
-                  attention_mask=None, **head_kwargs):
+    def run_heads(
+        self,
+        ops,
+        enc: Encoded,
+        heads: list[str],
+        run: AdapterRun | None = None,
+        attention_mask=None,
+        **head_kwargs,
+    ):
         """The named heads on the encoder's rows through the op table: one output, a MultiHeadOutput for
         several heads, the base model's output for none. With Parallel adapters head i reads channel i."""
         if not heads:
@@ -490,7 +533,13 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
         static-to-flex conversion): add the head and rename its keys."""
         arch = (raw_config.get("architectures") or [None])[0]
         if arch in STATIC_TO_FLEX_HEAD_MAP and "default" not in self.heads:
-            head_cfg, renames = static_head_config(arch, "default", raw_config.get("label2id"))
+            # transformers 5 may save id2label without label2id: the label count comes from either
+            label2id = (
+                raw_config.get("label2id")
+                or {v: int(k) for k, v in (raw_config.get("id2label") or {}).items()}
+                or None
+            )
+            head_cfg, renames = static_head_config(arch, "default", label2id)
             self.add_prediction_head_from_config("default", head_cfg, overwrite_ok=True)
             state = {rename_key(k, renames): v for k, v in state.items()}
         return state

@@ -3,6 +3,7 @@ layout, so the same parameter names and head_config.json), the multi-head output
 transformers DistilBertFor* head into a flex head. Every head runs on the encoder's rows through the op
 table (PredictionHead.mlp); per-token heads unpack once.
 """
+
 from __future__ import annotations
 
 import copy
@@ -346,7 +347,9 @@ class BertStyleMaskedLMHead(PredictionHead):
             if act:
                 mods.append(Activation(act))
             if self.config["layer_norm"]:
-                mods.append(nn.LayerNorm(E, eps=LAYER_NORM_EPS))  # the library: layer_norm_eps, absent -> 1e-12
+                mods.append(
+                    nn.LayerNorm(E, eps=LAYER_NORM_EPS)
+                )  # the library: layer_norm_eps, absent -> 1e-12
         mods.append(nn.Linear(E, self.config["vocab_size"], bias=self.config["bias"]))
         for i, m in enumerate(mods):
             self.add_module(str(i), m)

@@ -11,6 +11,7 @@ owns the weights, so a backend can keep per-module prepared state (oneDNN-prepac
   add_layer_norm  (x + r) then F.layer_norm     one-pass C++ kernel                one-pass Triton kernel
   attention       padded matmul/softmax/matmul  varlen C++ kernel (packed)         varlen flash attention
 """
+
 from __future__ import annotations
 
 import os
@@ -50,9 +51,16 @@ def _cpp_prepare() -> None:
 
 # --- reference table ----------------------------------------------------------------------------------------
 def _ref_embeddings(emb, input_ids, inputs_embeds, position_ids):
-    return reference.embeddings(input_ids, inputs_embeds, position_ids, emb.word_embeddings.weight,
-                                emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
-                                emb.LayerNorm.eps)
+    return reference.embeddings(
+        input_ids,
+        inputs_embeds,
+        position_ids,
+        emb.word_embeddings.weight,
+        emb.position_embeddings.weight,
+        emb.LayerNorm.weight,
+        emb.LayerNorm.bias,
+        emb.LayerNorm.eps,
+    )
 
 
 def _ref_qkv(attn, x):
@@ -81,12 +89,19 @@ def _build_cpp_table() -> OpTable | None:
 
     def embeddings(emb, input_ids, inputs_embeds, position_ids):
         if inputs_embeds is None:
-            return cpp.embeddings(input_ids, position_ids, emb.word_embeddings.weight,
-                                  emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
-                                  emb.LayerNorm.eps)
+            return cpp.embeddings(
+                input_ids,
+                position_ids,
+                emb.word_embeddings.weight,
+                emb.position_embeddings.weight,
+                emb.LayerNorm.weight,
+                emb.LayerNorm.bias,
+                emb.LayerNorm.eps,
+            )
         pos = emb.position_embeddings.weight.index_select(0, position_ids)
-        return cpp.add_layer_norm(inputs_embeds.contiguous(), pos, emb.LayerNorm.weight, emb.LayerNorm.bias,
-                                  emb.LayerNorm.eps)
+        return cpp.add_layer_norm(
+            inputs_embeds.contiguous(), pos, emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps
+        )
 
     def qkv(attn, x):
         # One GEMM for the three projections; q, k, v are column views of its (N, 3D) output, which the
@@ -98,8 +113,9 @@ def _build_cpp_table() -> OpTable | None:
         hd = q.shape[1] // n_heads
         # seqused: a sequence's keys are its first seqused[s] rows (its real tokens); rows after them are
         # padded positions a loss reads, computed as queries only (packing.Layout.packed_from_mask).
-        ctx = cpp.varlen_attention(q, k, v, layout.cu_seqlens, layout.max_seqlen, n_heads, hd**-0.5, head_mask,
-                                   layout.seqused)
+        ctx = cpp.varlen_attention(
+            q, k, v, layout.cu_seqlens, layout.max_seqlen, n_heads, hd**-0.5, head_mask, layout.seqused
+        )
         return ctx, None
 
     table = OpTable(
@@ -138,8 +154,16 @@ def _build_triton_table() -> OpTable | None:
     if not T.AVAILABLE:
         _UNAVAILABLE["triton"] = T.IMPORT_ERROR or "unavailable"
         return None
-    return OpTable(name="triton", packed=True, embeddings=T.embeddings, qkv=T.qkv, linear=T.linear,
-                   add_layer_norm=T.add_layer_norm, layer_norm=T.layer_norm, attention=T.attention)
+    return OpTable(
+        name="triton",
+        packed=True,
+        embeddings=T.embeddings,
+        qkv=T.qkv,
+        linear=T.linear,
+        add_layer_norm=T.add_layer_norm,
+        layer_norm=T.layer_norm,
+        attention=T.attention,
+    )
 
 
 _TABLES: dict[str, OpTable] = {"torch": TORCH}
@@ -195,8 +219,10 @@ def resolve_backend(backend: str | None = None, device=None) -> OpTable:
     global _warned_fallback
     requested = backend if backend is not None else os.environ.get(BACKEND_ENV, "auto")
     if not isinstance(requested, str) or requested not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {requested!r}"
-                         + (f" (from ${BACKEND_ENV})" if backend is None else ""))
+        raise ValueError(
+            f"backend must be one of {BACKENDS}, got {requested!r}"
+            + (f" (from ${BACKEND_ENV})" if backend is None else "")
+        )
     if requested == "auto":
         on_cuda = device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
         candidates = ("triton",) if on_cuda else ("cpp",)
@@ -204,14 +230,20 @@ def resolve_backend(backend: str | None = None, device=None) -> OpTable:
         if best == "torch" and candidates[0] in _UNAVAILABLE and not _warned_fallback:
             _warned_fallback = True
             kind = "C++" if candidates[0] == "cpp" else "Triton"
-            warnings.warn(f"distilbert_fast: the {kind} backend is unavailable ({_UNAVAILABLE[candidates[0]]}); "
-                          "running the pure-PyTorch path", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"distilbert_fast: the {kind} backend is unavailable ({_UNAVAILABLE[candidates[0]]}); "
+                "running the pure-PyTorch path",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return _TABLES[best]
     if _table(requested) is None:
         why = _UNAVAILABLE.get(requested, "not built")
         how = _HOW_TO_GET[requested]
-        raise RuntimeError(f"backend={requested!r} was requested but is unavailable: {why}. "
-                           f"Available backends: {available_backends()}. {how}")
+        raise RuntimeError(
+            f"backend={requested!r} was requested but is unavailable: {why}. "
+            f"Available backends: {available_backends()}. {how}"
+        )
     return _TABLES[requested]
 
 
@@ -227,4 +259,12 @@ def drop_prepared(model) -> None:
 _PREPARED_PREFIXES = ("_dbf_packed", "_dbf_triton_qkv")
 
 
-__all__ = ["OpTable", "available_backends", "resolve_backend", "unavailable_reason", "reference", "TORCH", "drop_prepared"]
+__all__ = [
+    "OpTable",
+    "available_backends",
+    "resolve_backend",
+    "unavailable_reason",
+    "reference",
+    "TORCH",
+    "drop_prepared",
+]

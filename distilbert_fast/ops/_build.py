@@ -24,6 +24,7 @@ Environment: DISTILBERT_FAST_NO_EXT=1 disables the extension; DISTILBERT_FAST_CA
 setup.py imports this file by path (no package import, torch imported lazily), so it uses stdlib only at
 module level.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,12 +47,27 @@ SOURCE_SUFFIXES = (".cpp", ".h")
 # library whose flags are not all present on this CPU is not loaded (a copied install would crash with an
 # illegal instruction).
 _MACRO_FLAGS = {
-    "__SSE4_2__": "sse4_2", "__POPCNT__": "popcnt", "__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma",
-    "__F16C__": "f16c", "__BMI__": "bmi1", "__BMI2__": "bmi2", "__AVX512F__": "avx512f",
-    "__AVX512BW__": "avx512bw", "__AVX512VL__": "avx512vl", "__AVX512DQ__": "avx512dq",
-    "__AVX512CD__": "avx512cd", "__AVX512VNNI__": "avx512_vnni", "__AVX512BF16__": "avx512_bf16",
-    "__AVX512FP16__": "avx512_fp16", "__AVX512VBMI__": "avx512vbmi", "__AVX512IFMA__": "avx512ifma",
-    "__AMX_TILE__": "amx_tile", "__AMX_BF16__": "amx_bf16", "__AMX_INT8__": "amx_int8",
+    "__SSE4_2__": "sse4_2",
+    "__POPCNT__": "popcnt",
+    "__AVX__": "avx",
+    "__AVX2__": "avx2",
+    "__FMA__": "fma",
+    "__F16C__": "f16c",
+    "__BMI__": "bmi1",
+    "__BMI2__": "bmi2",
+    "__AVX512F__": "avx512f",
+    "__AVX512BW__": "avx512bw",
+    "__AVX512VL__": "avx512vl",
+    "__AVX512DQ__": "avx512dq",
+    "__AVX512CD__": "avx512cd",
+    "__AVX512VNNI__": "avx512_vnni",
+    "__AVX512BF16__": "avx512_bf16",
+    "__AVX512FP16__": "avx512_fp16",
+    "__AVX512VBMI__": "avx512vbmi",
+    "__AVX512IFMA__": "avx512ifma",
+    "__AMX_TILE__": "amx_tile",
+    "__AMX_BF16__": "amx_bf16",
+    "__AMX_INT8__": "amx_int8",
 }
 _AVX512_SIMD = ("avx512f", "avx512bw", "avx512vl", "avx512dq")  # what csrc/simd.h needs for its AVX-512 path
 
@@ -114,8 +130,13 @@ def required_flags(arch: str | None = None) -> list[str] | None:
     if cxx is None:
         return None
     try:
-        out = subprocess.run([cxx, f"-march={arch or march()}", "-dM", "-E", "-x", "c++", os.devnull],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            [cxx, f"-march={arch or march()}", "-dM", "-E", "-x", "c++", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     macros = {line.split()[1] for line in out.splitlines() if line.startswith("#define ")}
@@ -125,15 +146,26 @@ def required_flags(arch: str | None = None) -> list[str] | None:
 def torch_identity() -> dict:
     import torch
 
-    return {"torch": torch.__version__, "torch_git": getattr(torch.version, "git_version", ""),
-            "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI), "python": sys.implementation.cache_tag}
+    return {
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", ""),
+        "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+        "python": sys.implementation.cache_tag,
+    }
 
 
 def build_record(src: Path, arch: str | None = None) -> dict:
     """What a build was made from and for; written beside the library, compared before loading it."""
     req = required_flags(arch)
-    return {**torch_identity(), "march": arch or march(), "sources": source_hash(src),
-            "requires": req, "simd": describe_simd(req), "compiler": compiler(), "built_at": time.time()}
+    return {
+        **torch_identity(),
+        "march": arch or march(),
+        "sources": source_hash(src),
+        "requires": req,
+        "simd": describe_simd(req),
+        "compiler": compiler(),
+        "built_at": time.time(),
+    }
 
 
 def describe_simd(req: list[str] | None) -> str:
@@ -148,9 +180,11 @@ def scalar_warning(record: dict) -> str | None:
     """The one warning for a library built without the AVX-512 kernels (they still run, more slowly)."""
     if not record.get("simd", "").startswith("scalar"):
         return None
-    return (f"distilbert_fast: the C++ kernels were built for -march={record.get('march')}, which lacks "
-            "AVX-512 (F/BW/VL/DQ): they run their scalar fallback, correct but slower. On an AVX-512 CPU use "
-            "DISTILBERT_FAST_MARCH=native (the default)")
+    return (
+        f"distilbert_fast: the C++ kernels were built for -march={record.get('march')}, which lacks "
+        "AVX-512 (F/BW/VL/DQ): they run their scalar fallback, correct but slower. On an AVX-512 CPU use "
+        "DISTILBERT_FAST_MARCH=native (the default)"
+    )
 
 
 def mismatch(record: dict, src: Path | None, flags: set[str]) -> str | None:
@@ -180,8 +214,12 @@ def cache_dir(src: Path, arch: str | None = None) -> Path:
     """One directory per (torch build, python, -march, CPU flags if native, sources)."""
     arch = arch or march()
     ident = torch_identity()
-    key = {**ident, "march": arch, "sources": source_hash(src),
-           "cpu": sorted(cpu_flags()) if arch == "native" else None}
+    key = {
+        **ident,
+        "march": arch,
+        "sources": source_hash(src),
+        "cpu": sorted(cpu_flags()) if arch == "native" else None,
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", f"torch-{ident['torch']}-{ident['python']}")
     return cache_root() / safe / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', arch)}-{digest}"
@@ -201,8 +239,11 @@ def _file_lock(path: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"distilbert_fast: waiting for another process that is compiling the C++ kernels ({path})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"distilbert_fast: waiting for another process that is compiling the C++ kernels ({path})",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -219,8 +260,10 @@ def _fix_for(log: str, d: Path) -> str:
     if "Python.h" in log:
         v = f"{sys.version_info.major}.{sys.version_info.minor}"
         return f"install the Python headers (e.g. apt-get install python{v}-dev), then delete {d} to retry"
-    return (f"report this message and `distilbert-fast info`; delete {d} to retry the build; set "
-            "DISTILBERT_FAST_NO_EXT=1 to run the pure-PyTorch path without this message")
+    return (
+        f"report this message and `distilbert-fast info`; delete {d} to retry the build; set "
+        "DISTILBERT_FAST_NO_EXT=1 to run the pure-PyTorch path without this message"
+    )
 
 
 def build(src: Path, d: Path, note: str = "") -> Path:
@@ -229,7 +272,8 @@ def build(src: Path, d: Path, note: str = "") -> Path:
     if compiler() is None:
         raise ExtensionUnavailable(
             f"no C++ compiler found (looked for {os.environ.get('CXX', 'c++')!r} on PATH); install one "
-            "(e.g. apt-get install g++, or set CXX) and start again: the kernels compile on first use")
+            "(e.g. apt-get install g++, or set CXX) and start again: the kernels compile on first use"
+        )
     try:  # the `ninja` wheel (a dependency) ships the binary; a venv's bin/ may not be on PATH
         import ninja
 
@@ -245,19 +289,31 @@ def build(src: Path, d: Path, note: str = "") -> Path:
     with contextlib.suppress(FileNotFoundError):
         (d / "lock").unlink()  # torch's own build baton, left behind if a build was killed; we hold our lock
     arch = march()
-    print(f"distilbert_fast: compiling the C++ kernels for this machine (torch {torch_identity()['torch']}, "
-          f"-march={arch}{note}); once, 1-2 minutes on 2 cores. Cache: {d}", file=sys.stderr, flush=True)
+    print(
+        f"distilbert_fast: compiling the C++ kernels for this machine (torch {torch_identity()['torch']}, "
+        f"-march={arch}{note}); once, 1-2 minutes on 2 cores. Cache: {d}",
+        file=sys.stderr,
+        flush=True,
+    )
     t0 = time.perf_counter()
     try:
-        cpp_extension.load(name=LIB_NAME, sources=[str(p) for p in source_files(src) if p.suffix == ".cpp"],
-                           extra_cflags=cxx_flags(arch), extra_ldflags=LDFLAGS, build_directory=str(d),
-                           is_python_module=False, verbose=False)
+        cpp_extension.load(
+            name=LIB_NAME,
+            sources=[str(p) for p in source_files(src) if p.suffix == ".cpp"],
+            extra_cflags=cxx_flags(arch),
+            extra_ldflags=LDFLAGS,
+            build_directory=str(d),
+            is_python_module=False,
+            verbose=False,
+        )
     except Exception as e:  # ninja's output is in the message (cpp_extension's RuntimeError)
         log = d / "build.log"
         text = f"{type(e).__name__}: {e}"
         log.write_text(text)
-        reason = (f"compiling the C++ kernels failed: {_error_excerpt(text)} (full log: {log}); "
-                  f"fix: {_fix_for(text, d)}")
+        reason = (
+            f"compiling the C++ kernels failed: {_error_excerpt(text)} (full log: {log}); "
+            f"fix: {_fix_for(text, d)}"
+        )
         (d / "failed.json").write_text(json.dumps({"reason": reason}))
         raise ExtensionUnavailable(reason) from None
     record = build_record(src, arch)
@@ -317,7 +373,9 @@ def _load() -> dict:
     if src is None:
         raise ExtensionUnavailable(
             "the C++ kernel sources are not part of this installation (distilbert_fast/_csrc is missing)"
-            + note + "; reinstall from the sdist or a source checkout: pip install distilbert_fast")
+            + note
+            + "; reinstall from the sdist or a source checkout: pip install distilbert_fast"
+        )
     d = cache_dir(src)
     try:
         with _file_lock(d.with_name(d.name + ".lock")):
@@ -331,8 +389,10 @@ def _load() -> dict:
                 origin = "compiled now"
             record = json.loads(rec_path.read_text())
     except OSError as e:  # e.g. a read-only home directory
-        raise ExtensionUnavailable(f"cannot use the build cache {d} ({type(e).__name__}: {e}); set "
-                                   "DISTILBERT_FAST_CACHE_DIR to a writable directory") from None
+        raise ExtensionUnavailable(
+            f"cannot use the build cache {d} ({type(e).__name__}: {e}); set "
+            "DISTILBERT_FAST_CACHE_DIR to a writable directory"
+        ) from None
     try:
         torch.ops.load_library(str(cached_library(d)))
     except Exception as e:  # turned into the reason the backend reports

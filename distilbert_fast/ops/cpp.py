@@ -17,6 +17,7 @@ read in place, e.g. q/k/v column slices of a fused (N, 3D) QKV output), compute 
 contiguous (N, D) tensor in the input's dtype. They are inference kernels: no autograd formula is
 registered, so callers that need gradients use the reference ops.
 """
+
 from __future__ import annotations
 
 import torch
@@ -79,15 +80,21 @@ def _require():
         raise RuntimeError(f"distilbert_fast C++ extension is not available: {IMPORT_ERROR}")
 
 
-def add_layer_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
-                   eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+def add_layer_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float = LAYER_NORM_EPS,
+) -> torch.Tensor:
     """LayerNorm(x + residual) (of x alone when residual is None) over the last dim. x, residual: (N, D)."""
     _require()
     return torch.ops.distilbert_fast.add_layer_norm(x, residual, weight, bias, float(eps))
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = LAYER_NORM_EPS
+) -> torch.Tensor:
     """LayerNorm(x) over the last dim. x: (N, D)."""
     _require()
     return torch.ops.distilbert_fast.add_layer_norm(x, None, weight, bias, float(eps))
@@ -99,26 +106,42 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor, act: str) -> torch.Tensor:
     return torch.ops.distilbert_fast.bias_act(x, bias, act)
 
 
-def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                     max_seqlen: int, n_heads: int, scale: float,
-                     head_mask: torch.Tensor | None = None, seqused: torch.Tensor | None = None) -> torch.Tensor:
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    n_heads: int,
+    scale: float,
+    head_mask: torch.Tensor | None = None,
+    seqused: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Packed multi-head attention: for every sequence s (rows cu_seqlens[s]:cu_seqlens[s+1]) and head h,
     softmax(scale * Q K^T) V, probabilities times head_mask[h] if given. q, k, v: (N, n_heads*head_dim)
     -> (N, n_heads*head_dim) contiguous. cu_seqlens: (B+1,) int32. seqused: (B,) int32 or None: sequence s
     attends to its first seqused[s] rows only as keys (all of its rows are still queries); a sequence with
     no keys gives zeros."""
     _require()
-    return torch.ops.distilbert_fast.varlen_attention(q, k, v, cu_seqlens, int(max_seqlen), int(n_heads),
-                                                      float(scale), head_mask, seqused)
+    return torch.ops.distilbert_fast.varlen_attention(
+        q, k, v, cu_seqlens, int(max_seqlen), int(n_heads), float(scale), head_mask, seqused
+    )
 
 
-def embeddings(input_ids: torch.Tensor, position_ids: torch.Tensor, word_weight: torch.Tensor,
-               pos_weight: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
-               eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+def embeddings(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    word_weight: torch.Tensor,
+    pos_weight: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float = LAYER_NORM_EPS,
+) -> torch.Tensor:
     """LayerNorm(word_weight[input_ids] + pos_weight[position_ids]). ids, positions: (N,) int64 -> (N, D)."""
     _require()
-    return torch.ops.distilbert_fast.embeddings(input_ids, position_ids, word_weight, pos_weight, ln_weight,
-                                                ln_bias, float(eps))
+    return torch.ops.distilbert_fast.embeddings(
+        input_ids, position_ids, word_weight, pos_weight, ln_weight, ln_bias, float(eps)
+    )
 
 
 _MALLOC_TUNED = False
@@ -152,5 +175,15 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-__all__ = ["AVAILABLE", "IMPORT_ERROR", "BUILD_INFO", "ACTIVATIONS", "add_layer_norm", "layer_norm",
-           "bias_act", "varlen_attention", "embeddings", "keep_freed_memory"]
+__all__ = [
+    "AVAILABLE",
+    "IMPORT_ERROR",
+    "BUILD_INFO",
+    "ACTIVATIONS",
+    "add_layer_norm",
+    "layer_norm",
+    "bias_act",
+    "varlen_attention",
+    "embeddings",
+    "keep_freed_memory",
+]

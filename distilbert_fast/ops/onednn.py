@@ -9,6 +9,7 @@ The packed weight is a copy, cached on the module it came from. It must never be
 that the source weights are unchanged and repacks when they are not (see `_fingerprint` for what the check
 sees and what it costs); `drop_packed(model)` forgets every copy (prepare_for_inference() calls it).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,13 @@ for _var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
 
 # activation name -> (oneDNN post-op attr, algorithm). "gelu"+"none" is the exact erf GELU, "tanh" the
 # gelu_new form; "swish" with the default alpha of 1 is SiLU.
-_POST_OPS = {None: ("none", None), "gelu": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
-             "relu": ("relu", None), "silu": ("swish", None)}
+_POST_OPS = {
+    None: ("none", None),
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "relu": ("relu", None),
+    "silu": ("swish", None),
+}
 _BATCH_HINT = 512  # tokens per call the blocked layout is tuned for; any batch size still works
 _ATTR = "_dbf_packed"
 
@@ -78,13 +84,17 @@ def _fingerprint(tensors: list[torch.Tensor]) -> object:
     if op is None:
         from . import cpp  # loads the extension (registers torch.ops.distilbert_fast) if it can
 
-        op = _OP[0] = torch.ops.distilbert_fast.weights_fingerprint if cpp.AVAILABLE and hasattr(
-            torch.ops.distilbert_fast, "weights_fingerprint") else False
+        op = _OP[0] = (
+            torch.ops.distilbert_fast.weights_fingerprint
+            if cpp.AVAILABLE and hasattr(torch.ops.distilbert_fast, "weights_fingerprint")
+            else False
+        )
     if op is not False:
         return op(tensors, FINGERPRINT_SAMPLES)
     # Without the C++ op (a build that predates it): identity + version only, documented as weaker.
-    return tuple((t.data_ptr(), 0 if t.is_inference() else t._version, t.dtype, t.device, t.shape)
-                 for t in tensors)
+    return tuple(
+        (t.data_ptr(), 0 if t.is_inference() else t._version, t.dtype, t.device, t.shape) for t in tensors
+    )
 
 
 def weights_key(linears: list[nn.Linear]) -> object:
@@ -99,8 +109,11 @@ class PackedLinear:
 
     def __init__(self, linears: list[nn.Linear]):
         with torch.no_grad():
-            w = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 \
+            w = (
+                torch.cat([lin.weight.detach() for lin in linears])
+                if len(linears) > 1
                 else linears[0].weight.detach()
+            )
             biases = [lin.bias for lin in linears]
             self.bias = None if biases[0] is None else torch.cat([b.detach() for b in biases]).contiguous()
             self.weight = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), _BATCH_HINT)
@@ -111,9 +124,11 @@ class PackedLinear:
         if x.dtype != self.dtype or x.device != self.device:
             # Reached when the weights were converted (.to()) while this call was running: a clear error
             # instead of oneDNN's "could not create a primitive descriptor".
-            raise RuntimeError(f"linear: input is {x.dtype} on {x.device} but the layer's weights are "
-                               f"{self.dtype} on {self.device}; the model's dtype/device changed during the "
-                               "call (a .to() in another thread?), or inputs_embeds has the wrong dtype")
+            raise RuntimeError(
+                f"linear: input is {x.dtype} on {x.device} but the layer's weights are "
+                f"{self.dtype} on {self.device}; the model's dtype/device changed during the "
+                "call (a .to() in another thread?), or inputs_embeds has the wrong dtype"
+            )
         attr, algorithm = _POST_OPS[act]
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, attr, [], algorithm)
 

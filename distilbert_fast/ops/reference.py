@@ -3,6 +3,7 @@
 Each function computes exactly what transformers' DistilBERT computes (same formulas, same order of the
 floating-point operations where it matters), so the model on this backend equals transformers.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,16 @@ def add_layer_norm(x, residual, weight, bias, eps: float = LAYER_NORM_EPS):
     return layer_norm(x + residual, weight, bias, eps)
 
 
-def embeddings(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias,
-               eps: float = LAYER_NORM_EPS):
+def embeddings(
+    input_ids,
+    inputs_embeds,
+    position_ids,
+    word_weight,
+    pos_weight,
+    ln_weight,
+    ln_bias,
+    eps: float = LAYER_NORM_EPS,
+):
     """LayerNorm(word_emb[input_ids] (or inputs_embeds) + pos_emb[position_ids]).
 
     input_ids/position_ids: (...,) int64; inputs_embeds: (..., dim) -> (..., dim)
@@ -53,8 +62,9 @@ def embeddings(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, 
     return layer_norm(x + F.embedding(position_ids, pos_weight), ln_weight, ln_bias, eps)
 
 
-def attention(q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 0.0,
-              need_weights: bool = False):
+def attention(
+    q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 0.0, need_weights: bool = False
+):
     """Multi-head scaled dot-product attention with key masking, on the padded layout.
 
     q, k, v: (B*S, dim) token rows (layout.packed is False); head_mask: (n_heads,) or None.

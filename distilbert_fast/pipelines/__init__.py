@@ -22,6 +22,7 @@ Deliberate differences from transformers, all where transformers would fail or c
 * question-answering reimplements transformers 4.x's QuestionAnsweringPipeline (removed in v5) with a fast
   tokenizer; `max_question_len` (only honoured by 4.x's slow-tokenizer path) truncates the question here too.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,6 +38,7 @@ from ..modeling import (
     DistilBertModel,
     DistilBertPreTrainedModel,
 )
+from ..ops.int8 import check_quantize, is_quantized_config, quantize_model_
 from .base import Pipeline, PipelineInputError, check_int, check_progress
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingPipeline
 from .fill_mask import FillMaskPipeline
@@ -76,21 +78,33 @@ def resolve_task(task: Any) -> str:
         return TASK_ALIASES[task]
     if not isinstance(task, str) or task not in TASKS:
         aliases = ", ".join(f"{a} -> {t}" for a, t in TASK_ALIASES.items())
-        raise ValueError(f"task: unknown task {task!r}; supported tasks: {', '.join(TASKS)} "
-                         f"(aliases: {aliases})")
+        raise ValueError(
+            f"task: unknown task {task!r}; supported tasks: {', '.join(TASKS)} (aliases: {aliases})"
+        )
     return task
 
 
-def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any = None,
-             backend: str | None = None, batch_size: int = 32, device: Any = None,
-             progress: bool | None = None, **kwargs: Any) -> Pipeline:
+def pipeline(
+    task: str,
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    dtype: Any = None,
+    backend: str | None = None,
+    batch_size: int = 32,
+    device: Any = None,
+    progress: bool | None = None,
+    quantize: str | None = None,
+    **kwargs: Any,
+) -> Pipeline:
     """Build a pipeline for `task` on a distilbert_fast model.
 
     model: a checkpoint directory / Hugging Face cache repo id (loaded with the task's model class; BERT
     checkpoints are converted) or a distilbert_fast model instance. tokenizer: None (loaded from the model
     path), a path, or a DistilBertTokenizer. dtype / backend: as `from_pretrained` (applied to an instance
     too). batch_size: sequences per forward pass. device: where to run (default: where the model is).
-    progress: tqdm bar on stderr (None: only for calls with more than 256 inputs). Remaining keyword
+    progress: tqdm bar on stderr (None: only for calls with more than 256 inputs). quantize: None or "int8"
+    (as from_pretrained; an instance is quantized in place unless it already is). Remaining keyword
     arguments become the default call arguments of the pipeline (e.g. top_k=3).
     """
     task = resolve_task(task)
@@ -98,31 +112,40 @@ def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any 
     check_int("batch_size", batch_size, 1)
     check_progress(progress)
     if model is None:
-        raise ValueError("model: pass a checkpoint directory, a Hugging Face cache repo id or a "
-                         "distilbert_fast model instance")
+        raise ValueError(
+            "model: pass a checkpoint directory, a Hugging Face cache repo id or a "
+            "distilbert_fast model instance"
+        )
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        model = TASK_MODEL_CLASSES[task].from_pretrained(path, dtype=dtype, backend=backend)
+        model = TASK_MODEL_CLASSES[task].from_pretrained(
+            path, dtype=dtype, backend=backend, quantize=quantize
+        )
     elif isinstance(model, DistilBertPreTrainedModel):
         path = getattr(model, "name_or_path", None)
+        if check_quantize(quantize) == "int8" and not is_quantized_config(model.config):
+            quantize_model_(model)  # before a dtype cast: weights quantize from their loaded precision
         if backend is not None:
             model.set_backend(backend)
         if dtype is not None:
             if isinstance(dtype, str):
                 dtype = getattr(torch, dtype, dtype)
             if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-                raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got "
-                                 f"{dtype!r}")
+                raise ValueError(
+                    f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got {dtype!r}"
+                )
             model.to(dtype=dtype)
         model.prepare_for_inference()
     else:
-        raise ValueError(f"model: expected a checkpoint path or a distilbert_fast model, got "
-                         f"{type(model).__name__}")
+        raise ValueError(
+            f"model: expected a checkpoint path or a distilbert_fast model, got {type(model).__name__}"
+        )
 
     if tokenizer is None:
         if not path:
-            raise ValueError("tokenizer: the model instance has no name_or_path to load a tokenizer from; "
-                             "pass tokenizer=")
+            raise ValueError(
+                "tokenizer: the model instance has no name_or_path to load a tokenizer from; pass tokenizer="
+            )
         tokenizer = path
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization import DistilBertTokenizer
@@ -132,8 +155,18 @@ def pipeline(task: str, model: Any = None, tokenizer: Any = None, *, dtype: Any 
 
 
 __all__ = [
-    "pipeline", "Pipeline", "PipelineInputError", "TextClassificationPipeline", "FillMaskPipeline",
-    "QuestionAnsweringPipeline", "TokenClassificationPipeline", "FeatureExtractionPipeline",
-    "SentenceEmbeddingPipeline", "TASKS", "TASK_ALIASES", "TASK_MODEL_CLASSES", "supported_tasks",
+    "pipeline",
+    "Pipeline",
+    "PipelineInputError",
+    "TextClassificationPipeline",
+    "FillMaskPipeline",
+    "QuestionAnsweringPipeline",
+    "TokenClassificationPipeline",
+    "FeatureExtractionPipeline",
+    "SentenceEmbeddingPipeline",
+    "TASKS",
+    "TASK_ALIASES",
+    "TASK_MODEL_CLASSES",
+    "supported_tasks",
     "resolve_task",
 ]

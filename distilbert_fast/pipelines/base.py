@@ -2,6 +2,7 @@
 model's length limit, and `_forward`, which sorts sequences by length, runs them `batch_size` at a time
 through the encoder (padding-free on the packed backends) and hands the task head the real-token rows.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,6 +19,7 @@ from ..modeling import (
 
 # Progress bar by default when a call has more inputs than this.
 PROGRESS_THRESHOLD = 256
+
 
 class PipelineInputError(ValueError):
     """One input of a call cannot be processed: `reason`, and `input_index` (0-based, in the call's list)."""
@@ -54,8 +56,10 @@ def _resolve_device(device: Any) -> torch.device:
     if isinstance(device, torch.device):
         return device
     if isinstance(device, bool) or not isinstance(device, (int, str)):
-        raise ValueError(f"device must be a torch.device, a string such as 'cpu', or an int (-1 = cpu, "
-                         f"k = cuda:k), got {device!r}")
+        raise ValueError(
+            f"device must be a torch.device, a string such as 'cpu', or an int (-1 = cpu, "
+            f"k = cuda:k), got {device!r}"
+        )
     if isinstance(device, int):
         return torch.device("cpu") if device < 0 else torch.device("cuda", device)
     try:
@@ -83,11 +87,21 @@ class Pipeline:
     model_class: type = DistilBertPreTrainedModel
     _param_defaults: dict[str, Any] = {}
 
-    def __init__(self, model: DistilBertPreTrainedModel, tokenizer: Any, *, batch_size: int = 32,
-                 device: Any = None, progress: bool | None = None, **defaults: Any):
+    def __init__(
+        self,
+        model: DistilBertPreTrainedModel,
+        tokenizer: Any,
+        *,
+        batch_size: int = 32,
+        device: Any = None,
+        progress: bool | None = None,
+        **defaults: Any,
+    ):
         if not isinstance(model, self.model_class):
-            raise ValueError(f"model: the {self.task} pipeline needs a distilbert_fast "
-                             f"{self.model_class.__name__}, got {type(model).__name__}")
+            raise ValueError(
+                f"model: the {self.task} pipeline needs a distilbert_fast "
+                f"{self.model_class.__name__}, got {type(model).__name__}"
+            )
         if tokenizer is None or not callable(tokenizer):
             raise ValueError(f"tokenizer: expected a DistilBertTokenizer, got {type(tokenizer).__name__}")
         self.batch_size = check_int("batch_size", batch_size, 1)
@@ -121,16 +135,19 @@ class Pipeline:
         return self._results(list(inputs), params, engine)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, "
-                f"backend={self.model.backend!r}, dtype={self.model.dtype}, batch_size={self.batch_size})")
+        return (
+            f"{type(self).__name__}(task={self.task!r}, model={type(self.model).__name__}, "
+            f"backend={self.model.backend!r}, dtype={self.model.dtype}, batch_size={self.batch_size})"
+        )
 
     # -- parameters ----------------------------------------------------------------------------------------
     def _check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(params) - set(self._param_defaults))
         if unknown:
             accepted = sorted(set(self._param_defaults) | {"batch_size", "progress"})
-            raise ValueError(f"{self.task}: unknown argument(s) {', '.join(unknown)}; accepted: "
-                             f"{', '.join(accepted)}")
+            raise ValueError(
+                f"{self.task}: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+            )
         return dict(params)
 
     def _split_call_kwargs(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -149,8 +166,9 @@ class Pipeline:
         return self.tokenizer(texts, **kwargs)
 
     # -- the engine ----------------------------------------------------------------------------------------
-    def _forward(self, sequences: list[list[int]], head: Callable, extras: list | None,
-                 engine: dict[str, Any]) -> list:
+    def _forward(
+        self, sequences: list[list[int]], head: Callable, extras: list | None, engine: dict[str, Any]
+    ) -> list:
         """Run every token-id sequence through the encoder and `head`; results in input order.
 
         Sequences are sorted by length (longest first) and batched `batch_size` at a time, right-padded;
@@ -176,7 +194,7 @@ class Pipeline:
         try:
             with torch.inference_mode():
                 for b0 in range(0, n, batch_size):
-                    idx = order[b0:b0 + batch_size]
+                    idx = order[b0 : b0 + batch_size]
                     lengths = [len(sequences[i]) for i in idx]
                     if min(lengths) == 0:
                         i = idx[lengths.index(0)]
@@ -185,8 +203,8 @@ class Pipeline:
                     ids = np.full((len(idx), S), pad_id, dtype=np.int64)
                     mask = np.zeros((len(idx), S), dtype=np.int64)
                     for r, i in enumerate(idx):
-                        ids[r, :lengths[r]] = sequences[i]
-                        mask[r, :lengths[r]] = 1
+                        ids[r, : lengths[r]] = sequences[i]
+                        mask[r, : lengths[r]] = 1
                     ids_t = torch.from_numpy(ids).to(device)
                     mask_t = torch.from_numpy(mask).to(device)
                     enc = self.encoder.encode(ids_t, attention_mask=mask_t)
@@ -204,7 +222,10 @@ class Pipeline:
         return results
 
     def _ops(self):
-        return self.model.ops_for_call(False)
+        # The heads run inside _forward's inference_mode; resolve the table as such a call would, or a model
+        # whose parameters require grad would hand the heads the reference ops.
+        with torch.inference_mode():
+            return self.model.ops_for_call(False)
 
     # -- to implement --------------------------------------------------------------------------------------
     def _results(self, inputs: list, params: dict[str, Any], engine: dict[str, Any]) -> list:
@@ -213,8 +234,9 @@ class Pipeline:
     def _check_texts(self, inputs: list) -> list[str]:
         for i, x in enumerate(inputs):
             if not isinstance(x, str):
-                raise ValueError(f"inputs: {self.task} takes a str or a list of str; item {i} is "
-                                 f"{type(x).__name__}")
+                raise ValueError(
+                    f"inputs: {self.task} takes a str or a list of str; item {i} is {type(x).__name__}"
+                )
         return inputs
 
 

@@ -1,5 +1,5 @@
-"""feature-extraction (token vectors) and sentence-embeddings (mean pooling + L2 norm, ours).
-"""
+"""feature-extraction (token vectors) and sentence-embeddings (mean pooling + L2 norm, ours)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +31,9 @@ class FeatureExtractionPipeline(Pipeline):
         if isinstance(inputs, str):
             return self._results([inputs], params, engine)[0]
         if not isinstance(inputs, (list, tuple)):
-            raise ValueError(f"inputs: feature-extraction takes a str or a list of str, got "
-                             f"{type(inputs).__name__}")
+            raise ValueError(
+                f"inputs: feature-extraction takes a str or a list of str, got {type(inputs).__name__}"
+            )
         return self._results(list(inputs), params, engine)
 
     def _results(self, inputs, params, engine):
@@ -76,8 +77,9 @@ class SentenceEmbeddingPipeline(Pipeline):
         if isinstance(inputs, str):
             return self._results([inputs], params, engine)[0]
         if not isinstance(inputs, (list, tuple)):
-            raise ValueError(f"inputs: sentence-embeddings takes a str or a list of str, got "
-                             f"{type(inputs).__name__}")
+            raise ValueError(
+                f"inputs: sentence-embeddings takes a str or a list of str, got {type(inputs).__name__}"
+            )
         return self._results(list(inputs), params, engine)
 
     def _results(self, inputs, params, engine):
@@ -96,8 +98,9 @@ class SentenceEmbeddingPipeline(Pipeline):
 
             def head(rows, lengths, _):
                 rows = rows.float()
-                seg = torch.repeat_interleave(torch.arange(len(lengths), device=rows.device),
-                                              torch.tensor(lengths, device=rows.device))
+                seg = torch.repeat_interleave(
+                    torch.arange(len(lengths), device=rows.device), torch.tensor(lengths, device=rows.device)
+                )
                 sums = torch.zeros(len(lengths), rows.shape[1], device=rows.device).index_add_(0, seg, rows)
                 pooled = sums / torch.tensor(lengths, device=rows.device, dtype=torch.float32).unsqueeze(1)
                 if normalize:

@@ -1,5 +1,5 @@
-"""fill-mask: the masked-LM head on the [MASK] rows only, transformers' top-k postprocessing.
-"""
+"""fill-mask: the masked-LM head on the [MASK] rows only, transformers' top-k postprocessing."""
+
 from __future__ import annotations
 
 import logging
@@ -48,16 +48,25 @@ class FillMaskPipeline(Pipeline):
         for target in targets:
             id_ = vocab.get(target)
             if id_ is None:
-                input_ids = self.tokenizer(target, add_special_tokens=False, return_attention_mask=False,
-                                           return_token_type_ids=False, max_length=1,
-                                           truncation=True)["input_ids"]
+                input_ids = self.tokenizer(
+                    target,
+                    add_special_tokens=False,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                    max_length=1,
+                    truncation=True,
+                )["input_ids"]
                 if len(input_ids) == 0:
-                    logger.warning(f"The specified target token `{target}` does not exist in the model "
-                                   "vocabulary. We cannot replace it with anything meaningful, ignoring it")
+                    logger.warning(
+                        f"The specified target token `{target}` does not exist in the model "
+                        "vocabulary. We cannot replace it with anything meaningful, ignoring it"
+                    )
                     continue
                 id_ = input_ids[0]
-                logger.warning(f"The specified target token `{target}` does not exist in the model "
-                               f"vocabulary. Replacing with `{self.tokenizer.convert_ids_to_tokens(id_)}`.")
+                logger.warning(
+                    f"The specified target token `{target}` does not exist in the model "
+                    f"vocabulary. Replacing with `{self.tokenizer.convert_ids_to_tokens(id_)}`."
+                )
             target_ids.append(id_)
         target_ids = list(set(target_ids))  # same order as transformers
         if len(target_ids) == 0:
@@ -81,7 +90,9 @@ class FillMaskPipeline(Pipeline):
             if not pos:
                 raise PipelineInputError(
                     f"fill-mask: no mask_token ({self.tokenizer.mask_token}) found on the input"
-                    f"{' (after truncation)' if len(ids) >= self.max_length else ''}", i)
+                    f"{' (after truncation)' if len(ids) >= self.max_length else ''}",
+                    i,
+                )
             positions.append(pos)
         model = self.model
         ops = self._ops()
@@ -94,8 +105,10 @@ class FillMaskPipeline(Pipeline):
             return list(logits.split([len(p) for p in extras], dim=0))
 
         all_logits = self._forward(sequences, head, positions, engine)
-        return [self._postprocess(ids, pos, logits, top_k, target_ids)
-                for ids, pos, logits in zip(sequences, positions, all_logits)]
+        return [
+            self._postprocess(ids, pos, logits, top_k, target_ids)
+            for ids, pos, logits in zip(sequences, positions, all_logits)
+        ]
 
     def _postprocess(self, input_ids, masked_index, logits, top_k, target_ids):
         if target_ids is not None and target_ids.shape[0] < top_k:
@@ -118,7 +131,8 @@ class FillMaskPipeline(Pipeline):
                 tokens[masked_index[i]] = p
                 tokens = tokens[np.where(tokens != pad)]
                 sequence = self.tokenizer.decode(tokens, skip_special_tokens=single_mask)
-                row.append({"score": v, "token": p, "token_str": self.tokenizer.decode([p]),
-                            "sequence": sequence})
+                row.append(
+                    {"score": v, "token": p, "token_str": self.tokenizer.decode([p]), "sequence": sequence}
+                )
             result.append(row)
         return result[0] if single_mask else result

@@ -1,6 +1,7 @@
 """question-answering: transformers 4.x's QuestionAnsweringPipeline (doc_stride windows, span
 decoding) on the per-token start/end head.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from .base import Pipeline, check_bool, check_int, split_rows, to_float_numpy
 # ----------------------------------------------------------------------------------------------------------
 # question answering
 # ----------------------------------------------------------------------------------------------------------
-def _decode_spans(start: np.ndarray, end: np.ndarray, topk: int, max_answer_len: int,
-                  undesired_tokens: np.ndarray):
+def _decode_spans(
+    start: np.ndarray, end: np.ndarray, topk: int, max_answer_len: int, undesired_tokens: np.ndarray
+):
     """transformers 4.x `decode_spans`: top-k (start, end) of the outer product start x end, upper-triangular
     with a max_answer_len band; start/end (1, L)."""
     outer = np.matmul(np.expand_dims(start, -1), np.expand_dims(end, 1))
@@ -38,8 +40,16 @@ def _decode_spans(start: np.ndarray, end: np.ndarray, topk: int, max_answer_len:
     return starts, ends, scores
 
 
-def _select_starts_ends(start, end, p_mask, attention_mask, min_null_score=1000000, top_k=1,
-                        handle_impossible_answer=False, max_answer_len=15):
+def _select_starts_ends(
+    start,
+    end,
+    p_mask,
+    attention_mask,
+    min_null_score=1000000,
+    top_k=1,
+    handle_impossible_answer=False,
+    max_answer_len=15,
+):
     """transformers 4.x `select_starts_ends`: softmax over the allowed tokens of one window ([CLS] + context),
     null score from [CLS], then the best spans. All arrays (1, L)."""
     undesired_tokens = np.abs(np.array(p_mask) - 1)  # 1 = may be part of an answer
@@ -74,9 +84,16 @@ class QuestionAnsweringPipeline(Pipeline):
 
     task = "question-answering"
     model_class = DistilBertForQuestionAnswering
-    _param_defaults = {"top_k": 1, "doc_stride": None, "max_seq_len": None, "max_question_len": 64,
-                       "max_answer_len": 15, "handle_impossible_answer": False, "align_to_words": True,
-                       "padding": None}
+    _param_defaults = {
+        "top_k": 1,
+        "doc_stride": None,
+        "max_seq_len": None,
+        "max_question_len": 64,
+        "max_answer_len": 15,
+        "handle_impossible_answer": False,
+        "align_to_words": True,
+        "padding": None,
+    }
 
     def __call__(self, *args, **kwargs):
         examples = self._parse_examples(args, kwargs)
@@ -86,16 +103,19 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
-            raise ValueError(f"inputs: run() takes a list of {{'question', 'context'}} dicts, got "
-                             f"{type(inputs).__name__}")
+            raise ValueError(
+                f"inputs: run() takes a list of {{'question', 'context'}} dicts, got {type(inputs).__name__}"
+            )
         params, engine = self._split_call_kwargs(kwargs)
         return self._results([self._normalize(x) for x in inputs], params, engine)
 
     @staticmethod
     def _normalize(item) -> tuple[str, str]:
         if not isinstance(item, dict):
-            raise ValueError(f"inputs: question-answering takes {{'question': ..., 'context': ...}} dicts, "
-                             f"got {type(item).__name__}")
+            raise ValueError(
+                f"inputs: question-answering takes {{'question': ..., 'context': ...}} dicts, "
+                f"got {type(item).__name__}"
+            )
         for k in ("question", "context"):
             if k not in item:
                 raise ValueError(f"inputs: a dict with keys question and context is needed; {k!r} is missing")
@@ -134,15 +154,19 @@ class QuestionAnsweringPipeline(Pipeline):
                 raise ValueError("question/context: pass strings or lists of strings")
         else:
             missing = [k for k in ("question", "context") if k not in kwargs]
-            raise ValueError(f"question-answering needs question= and context= (missing: "
-                             f"{', '.join(missing)}), or a {'question', 'context'} dict, or a list of them")
+            raise ValueError(
+                f"question-answering needs question= and context= (missing: "
+                f"{', '.join(missing)}), or a {'question', 'context'} dict, or a list of them"
+            )
         if isinstance(inputs, dict):
             inputs = [inputs]
         elif isinstance(inputs, (list, tuple)):
             inputs = list(inputs)
         else:
-            raise ValueError(f"inputs: question-answering takes {{'question', 'context'}} dicts, got "
-                             f"{type(inputs).__name__}")
+            raise ValueError(
+                f"inputs: question-answering takes {{'question', 'context'}} dicts, got "
+                f"{type(inputs).__name__}"
+            )
         return [self._normalize(x) for x in inputs]
 
     def _check_qa_params(self, params):
@@ -150,33 +174,39 @@ class QuestionAnsweringPipeline(Pipeline):
         p["top_k"] = check_int("top_k", p["top_k"], 1, self.task)
         p["max_answer_len"] = check_int("max_answer_len", p["max_answer_len"], 1, self.task)
         p["max_question_len"] = check_int("max_question_len", p["max_question_len"], 1, self.task)
-        p["handle_impossible_answer"] = check_bool("handle_impossible_answer", p["handle_impossible_answer"],
-                                                    self.task)
+        p["handle_impossible_answer"] = check_bool(
+            "handle_impossible_answer", p["handle_impossible_answer"], self.task
+        )
         p["align_to_words"] = check_bool("align_to_words", p["align_to_words"], self.task)
         if p["padding"] not in (None, False, True, "do_not_pad", "longest", "max_length"):
-            raise ValueError(f"question-answering: padding must be a bool or a padding strategy, got "
-                             f"{p['padding']!r}")
+            raise ValueError(
+                f"question-answering: padding must be a bool or a padding strategy, got {p['padding']!r}"
+            )
         if p["max_seq_len"] is None:
             p["max_seq_len"] = min(self.max_length, 384)
         else:
             p["max_seq_len"] = check_int("max_seq_len", p["max_seq_len"], 4, self.task)
             if p["max_seq_len"] > self.model.config.max_position_embeddings:
-                raise ValueError(f"question-answering: max_seq_len={p['max_seq_len']} exceeds the model's "
-                                 f"max_position_embeddings={self.model.config.max_position_embeddings}")
+                raise ValueError(
+                    f"question-answering: max_seq_len={p['max_seq_len']} exceeds the model's "
+                    f"max_position_embeddings={self.model.config.max_position_embeddings}"
+                )
         if p["doc_stride"] is None:
             p["doc_stride"] = min(p["max_seq_len"] // 2, 128)
         else:
             p["doc_stride"] = check_int("doc_stride", p["doc_stride"], 0, self.task)
         if p["doc_stride"] > p["max_seq_len"]:
-            raise ValueError(f"question-answering: doc_stride ({p['doc_stride']}) is larger than max_seq_len "
-                             f"({p['max_seq_len']})")
+            raise ValueError(
+                f"question-answering: doc_stride ({p['doc_stride']}) is larger than max_seq_len "
+                f"({p['max_seq_len']})"
+            )
         return p
 
     def _truncate_question(self, questions: list[str], max_question_len: int) -> list[str]:
         enc = self.tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
         out = []
         for q, ids, offsets in zip(questions, enc["input_ids"], enc["offset_mapping"]):
-            out.append(q[:offsets[max_question_len - 1][1]] if len(ids) > max_question_len else q)
+            out.append(q[: offsets[max_question_len - 1][1]] if len(ids) > max_question_len else q)
         return out
 
     def _results(self, examples, params, engine):
@@ -186,13 +216,21 @@ class QuestionAnsweringPipeline(Pipeline):
         questions = self._truncate_question([q for q, _ in examples], p["max_question_len"])
         contexts = [c for _, c in examples]
         try:
-            enc = self.tokenizer(questions, contexts, truncation="only_second", max_length=p["max_seq_len"],
-                                 stride=p["doc_stride"], return_overflowing_tokens=True,
-                                 return_offsets_mapping=True)
+            enc = self.tokenizer(
+                questions,
+                contexts,
+                truncation="only_second",
+                max_length=p["max_seq_len"],
+                stride=p["doc_stride"],
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+            )
         except ValueError as e:
-            raise ValueError(f"question-answering: cannot split the context into windows of max_seq_len="
-                             f"{p['max_seq_len']} tokens overlapping by doc_stride={p['doc_stride']} ({e}); "
-                             "use a smaller doc_stride or a shorter question (max_question_len)") from None
+            raise ValueError(
+                f"question-answering: cannot split the context into windows of max_seq_len="
+                f"{p['max_seq_len']} tokens overlapping by doc_stride={p['doc_stride']} ({e}); "
+                "use a smaller doc_stride or a shorter question (max_question_len)"
+            ) from None
         encodings = enc.encodings
         sample_of = enc["overflow_to_sample_mapping"]
         model = self.model
@@ -222,8 +260,15 @@ class QuestionAnsweringPipeline(Pipeline):
                 attention_mask = np.ones((1, len(ids)), dtype=np.int64)
                 start, end = logits[w][None, :, 0], logits[w][None, :, 1]
                 starts, ends, scores, min_null_score = _select_starts_ends(
-                    start, end, p_mask, attention_mask, min_null_score, p["top_k"],
-                    p["handle_impossible_answer"], p["max_answer_len"])
+                    start,
+                    end,
+                    p_mask,
+                    attention_mask,
+                    min_null_score,
+                    p["top_k"],
+                    p["handle_impossible_answer"],
+                    p["max_answer_len"],
+                )
                 for s, t, score in zip(starts, ends, scores):
                     start_index, end_index = _get_indices(e, s, t, 1, p["align_to_words"])
                     target = context[start_index:end_index]
@@ -231,11 +276,12 @@ class QuestionAnsweringPipeline(Pipeline):
                     if same:
                         same["score"] += score.item()
                     else:
-                        answers.append({"score": score.item(), "start": start_index, "end": end_index,
-                                        "answer": target})
+                        answers.append(
+                            {"score": score.item(), "start": start_index, "end": end_index, "answer": target}
+                        )
             if p["handle_impossible_answer"]:
                 answers.append({"score": min_null_score, "start": 0, "end": 0, "answer": ""})
-            answers = sorted(answers, key=lambda x: x["score"], reverse=True)[:p["top_k"]]
+            answers = sorted(answers, key=lambda x: x["score"], reverse=True)[: p["top_k"]]
             results.append(answers[0] if len(answers) == 1 else answers)
         return results
 

@@ -1,5 +1,5 @@
-"""text-classification (sentiment-analysis): the [CLS] head, transformers' postprocessing.
-"""
+"""text-classification (sentiment-analysis): the [CLS] head, transformers' postprocessing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +11,7 @@ from ..modeling import (
 from .base import Pipeline, check_int, to_float_numpy
 
 _UNSET = object()  # "argument not given" where None is a meaningful value (top_k)
+
 
 # ----------------------------------------------------------------------------------------------------------
 # text classification
@@ -57,8 +58,10 @@ class TextClassificationPipeline(Pipeline):
     def _as_list(inputs) -> list:
         if isinstance(inputs, (list, tuple)):
             return list(inputs)
-        raise ValueError(f"inputs: text-classification takes a str, a {{'text', 'text_pair'}} dict or a list "
-                         f"of those, got {type(inputs).__name__}")
+        raise ValueError(
+            f"inputs: text-classification takes a str, a {{'text', 'text_pair'}} dict or a list "
+            f"of those, got {type(inputs).__name__}"
+        )
 
     def _function(self, value) -> str:
         if value is None:
@@ -74,8 +77,10 @@ class TextClassificationPipeline(Pipeline):
         if isinstance(name, str) and name.lower() == "default":
             return self._function(None)
         if not isinstance(name, str) or name.lower() not in _CLASSIFICATION_FUNCTIONS:
-            raise ValueError(f"text-classification: function_to_apply must be one of "
-                             f"{_CLASSIFICATION_FUNCTIONS} (or None for the model's default), got {value!r}")
+            raise ValueError(
+                f"text-classification: function_to_apply must be one of "
+                f"{_CLASSIFICATION_FUNCTIONS} (or None for the model's default), got {value!r}"
+            )
         return name.lower()
 
     def _results(self, inputs, params, engine):
@@ -97,8 +102,10 @@ class TextClassificationPipeline(Pipeline):
                     raise ValueError(f"inputs: item {i}: text_pair must be a str, got {type(pair).__name__}")
                 batch.append((x["text"], pair) if pair else x["text"])
             else:
-                raise ValueError(f"inputs: text-classification takes a str or a {{'text', 'text_pair'}} "
-                                 f"dict; item {i} is {x!r:.80}")
+                raise ValueError(
+                    f"inputs: text-classification takes a str or a {{'text', 'text_pair'}} "
+                    f"dict; item {i} is {x!r:.80}"
+                )
         if not batch:
             return []
         enc = self._tokenize(batch)

@@ -1,5 +1,5 @@
-"""token-classification (ner): per-token head, transformers' entity aggregation strategies.
-"""
+"""token-classification (ner): per-token head, transformers' entity aggregation strategies."""
+
 from __future__ import annotations
 
 import warnings
@@ -41,15 +41,18 @@ class TokenClassificationPipeline(Pipeline):
         self._check_texts(inputs)
         strategy = getattr(params["aggregation_strategy"], "value", params["aggregation_strategy"])
         if not isinstance(strategy, str) or strategy.lower() not in AGGREGATION_STRATEGIES:
-            raise ValueError(f"token-classification: aggregation_strategy must be one of "
-                             f"{AGGREGATION_STRATEGIES}, got {params['aggregation_strategy']!r}")
+            raise ValueError(
+                f"token-classification: aggregation_strategy must be one of "
+                f"{AGGREGATION_STRATEGIES}, got {params['aggregation_strategy']!r}"
+            )
         strategy = strategy.lower()
         ignore_labels = params["ignore_labels"]
         if ignore_labels is None:
             ignore_labels = ["O"]
         elif isinstance(ignore_labels, str) or not isinstance(ignore_labels, (list, tuple, set)):
-            raise ValueError(f"token-classification: ignore_labels must be a list of labels, got "
-                             f"{ignore_labels!r}")
+            raise ValueError(
+                f"token-classification: ignore_labels must be a list of labels, got {ignore_labels!r}"
+            )
         if not inputs:
             return []
         enc = self._tokenize(inputs, return_special_tokens_mask=True, return_offsets_mapping=True)
@@ -66,12 +69,21 @@ class TokenClassificationPipeline(Pipeline):
             maxes = np.max(logits, axis=-1, keepdims=True)
             shifted_exp = np.exp(logits - maxes)
             scores = shifted_exp / shifted_exp.sum(axis=-1, keepdims=True)
-            pre = self._gather_pre_entities(inputs[i], enc["input_ids"][i], scores, enc["offset_mapping"][i],
-                                            enc["special_tokens_mask"][i], strategy)
+            pre = self._gather_pre_entities(
+                inputs[i],
+                enc["input_ids"][i],
+                scores,
+                enc["offset_mapping"][i],
+                enc["special_tokens_mask"][i],
+                strategy,
+            )
             grouped = self._aggregate(pre, strategy)
-            entities = [e for e in grouped
-                        if e.get("entity", None) not in ignore_labels
-                        and e.get("entity_group", None) not in ignore_labels]
+            entities = [
+                e
+                for e in grouped
+                if e.get("entity", None) not in ignore_labels
+                and e.get("entity_group", None) not in ignore_labels
+            ]
             out.append([_plain(e) for e in entities])
         return out
 
@@ -80,8 +92,9 @@ class TokenClassificationPipeline(Pipeline):
         backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
         return bool(backend is not None and getattr(backend.model, "continuing_subword_prefix", None))
 
-    def _gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
-                             strategy):
+    def _gather_pre_entities(
+        self, sentence, input_ids, scores, offset_mapping, special_tokens_mask, strategy
+    ):
         pre_entities = []
         word_aware = self._word_aware()
         for idx, token_scores in enumerate(scores):
@@ -94,14 +107,25 @@ class TokenClassificationPipeline(Pipeline):
                 is_subword = len(word) != len(word_ref)
             else:
                 if strategy in ("first", "average", "max"):
-                    warnings.warn("Tokenizer does not support real words, using fallback heuristic",
-                                  UserWarning, stacklevel=2)
-                is_subword = start_ind > 0 and " " not in sentence[start_ind - 1:start_ind + 1]
+                    warnings.warn(
+                        "Tokenizer does not support real words, using fallback heuristic",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                is_subword = start_ind > 0 and " " not in sentence[start_ind - 1 : start_ind + 1]
             if int(input_ids[idx]) == self.tokenizer.unk_token_id:
                 word = word_ref
                 is_subword = False
-            pre_entities.append({"word": word, "scores": token_scores, "start": start_ind, "end": end_ind,
-                                 "index": idx, "is_subword": is_subword})
+            pre_entities.append(
+                {
+                    "word": word,
+                    "scores": token_scores,
+                    "start": start_ind,
+                    "end": end_ind,
+                    "index": idx,
+                    "is_subword": is_subword,
+                }
+            )
         return pre_entities
 
     def _aggregate(self, pre_entities, strategy):
@@ -111,9 +135,16 @@ class TokenClassificationPipeline(Pipeline):
             for pre_entity in pre_entities:
                 entity_idx = pre_entity["scores"].argmax()
                 score = pre_entity["scores"][entity_idx]
-                entities.append({"entity": id2label[int(entity_idx)], "score": score,
-                                 "index": pre_entity["index"], "word": pre_entity["word"],
-                                 "start": pre_entity["start"], "end": pre_entity["end"]})
+                entities.append(
+                    {
+                        "entity": id2label[int(entity_idx)],
+                        "score": score,
+                        "index": pre_entity["index"],
+                        "word": pre_entity["word"],
+                        "start": pre_entity["start"],
+                        "end": pre_entity["end"],
+                    }
+                )
         else:
             entities = self._aggregate_words(pre_entities, strategy)
         if strategy == "none":
@@ -140,8 +171,13 @@ class TokenClassificationPipeline(Pipeline):
             entity_idx = average_scores.argmax()
             entity = id2label[int(entity_idx)]
             score = average_scores[entity_idx]
-        return {"entity": entity, "score": score, "word": word, "start": entities[0]["start"],
-                "end": entities[-1]["end"]}
+        return {
+            "entity": entity,
+            "score": score,
+            "word": word,
+            "start": entities[0]["start"],
+            "end": entities[-1]["end"],
+        }
 
     def _aggregate_words(self, entities, strategy):
         word_entities = []
@@ -162,9 +198,13 @@ class TokenClassificationPipeline(Pipeline):
         entity = entities[0]["entity"].split("-", 1)[-1]
         scores = np.nanmean([e["score"] for e in entities])
         tokens = [e["word"] for e in entities]
-        return {"entity_group": entity, "score": np.mean(scores),
-                "word": self.tokenizer.convert_tokens_to_string(tokens),
-                "start": entities[0]["start"], "end": entities[-1]["end"]}
+        return {
+            "entity_group": entity,
+            "score": np.mean(scores),
+            "word": self.tokenizer.convert_tokens_to_string(tokens),
+            "start": entities[0]["start"],
+            "end": entities[-1]["end"],
+        }
 
     @staticmethod
     def _get_tag(entity_name: str) -> tuple[str, str]:

@@ -10,12 +10,20 @@ Modules: io (input discovery, the row-numbering datasource, result sinks), predi
 job (run, the resource plan), serving (the Ray Serve deployment around distilbert_fast.serve).
 Inside this package `import ray` is the real Ray (absolute imports), never this package.
 """
+
 from __future__ import annotations
 
 __all__ = ["run", "Summary", "Predictor", "JobError", "plan_resources", "serve_app", "Deployment"]
 
-_HOMES = {"run": "job", "Summary": "job", "plan_resources": "job", "Predictor": "predictor",
-          "JobError": "io", "serve_app": "serving", "Deployment": "serving"}
+_HOMES = {
+    "run": "job",
+    "Summary": "job",
+    "plan_resources": "job",
+    "Predictor": "predictor",
+    "JobError": "io",
+    "serve_app": "serving",
+    "Deployment": "serving",
+}
 
 
 def __getattr__(name):

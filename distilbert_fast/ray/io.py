@@ -2,6 +2,7 @@
 numbers and parses every row (so that every output row names its input row and a malformed row becomes an
 error row, never a dropped one), and jsonl / parquet sinks that report rows, tokens and errors back.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -62,8 +63,11 @@ def expand_inputs(spec: str | list[str]) -> tuple[list[str], Any, str]:
     kinds = {_kind(p) for p in paths}
     if None in kinds or not paths:
         bad = next((p for p in paths if _kind(p) is None), None)
-        raise JobError(f"input: no .txt, .jsonl or .parquet file in {spec}" if bad is None else
-                       f"input: {bad} is not a .txt, .jsonl or .parquet file")
+        raise JobError(
+            f"input: no .txt, .jsonl or .parquet file in {spec}"
+            if bad is None
+            else f"input: {bad} is not a .txt, .jsonl or .parquet file"
+        )
     if len(kinds) > 1:
         raise JobError(f"input: mixed formats ({', '.join(sorted(kinds))}); give files of one format")
     return paths, filesystem, kinds.pop()
@@ -76,8 +80,12 @@ def _expand_local(path: str) -> list[str]:
         if not found:
             raise JobError(f"input: no file matches {path}")
     elif os.path.isdir(path):
-        found = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files
-                 if _kind(f) is not None and not _hidden(f)]
+        found = [
+            os.path.join(d, f)
+            for d, _, files in os.walk(path)
+            for f in files
+            if _kind(f) is not None and not _hidden(f)
+        ]
         if not found:
             raise JobError(f"input: no .txt, .jsonl or .parquet file in the folder {path}")
     elif os.path.isfile(path):
@@ -94,7 +102,7 @@ def _expand_uri(uri: str) -> tuple[list[str], Any]:
     from pyarrow import fs as pafs
 
     magic = glob.has_magic(uri)
-    base = uri[:min(uri.find(c) for c in "*?[" if c in uri)].rsplit("/", 1)[0] if magic else uri
+    base = uri[: min(uri.find(c) for c in "*?[" if c in uri)].rsplit("/", 1)[0] if magic else uri
     try:
         filesystem, root = pafs.FileSystem.from_uri(base)
         info = filesystem.get_file_info(root)
@@ -109,7 +117,7 @@ def _expand_uri(uri: str) -> tuple[list[str], Any]:
         raise JobError(f"input: cannot list {uri}: {' '.join(str(e).split())}") from None
     files = [i.path for i in listed if i.type == pafs.FileType.File and not _hidden(i.path)]
     if magic:
-        pattern = root + uri[len(base):]
+        pattern = root + uri[len(base) :]
         files = [p for p in files if fnmatch.fnmatchcase(p, pattern)]
     else:
         files = [p for p in files if _kind(p) is not None]
@@ -146,7 +154,7 @@ class RowSource(FileBasedDatasource):
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
         rows: list[tuple[int, str | None, Any]] = []
-        for item in (self._parquet_rows(f) if self._kind == ".parquet" else self._line_rows(f)):
+        for item in self._parquet_rows(f) if self._kind == ".parquet" else self._line_rows(f):
             rows.append(item)
             if len(rows) == BLOCK_ROWS:
                 yield self._block(path, rows)
@@ -187,7 +195,11 @@ class RowSource(FileBasedDatasource):
         for batch in pf.iter_batches(batch_size=BLOCK_ROWS, columns=names):
             for record in batch.to_pylist():
                 try:
-                    yield row, None, parse_record({k: v for k, v in record.items() if v is not None}, self._task)
+                    yield (
+                        row,
+                        None,
+                        parse_record({k: v for k, v in record.items() if v is not None}, self._task),
+                    )
                 except RowError as e:
                     yield row, f"record {row}: {e}", None
                 row += 1
@@ -196,13 +208,22 @@ class RowSource(FileBasedDatasource):
         cols: dict[str, list] = {f: [] for f in self._fields}
         for _, _, value in rows:
             for f in self._fields:
-                v = value if isinstance(value, str) and f == "text" else \
-                    value.get(f) if isinstance(value, dict) else None
+                v = (
+                    value
+                    if isinstance(value, str) and f == "text"
+                    else value.get(f)
+                    if isinstance(value, dict)
+                    else None
+                )
                 cols[f].append(v)
-        return pa.table({"file": pa.array([path] * len(rows), pa.string()),
-                         "row": pa.array([r[0] for r in rows], pa.int64()),
-                         "error": pa.array([r[1] for r in rows], pa.string()),
-                         **{f: pa.array(v, pa.string()) for f, v in cols.items()}})
+        return pa.table(
+            {
+                "file": pa.array([path] * len(rows), pa.string()),
+                "row": pa.array([r[0] for r in rows], pa.int64()),
+                "error": pa.array([r[1] for r in rows], pa.string()),
+                **{f: pa.array(v, pa.string()) for f, v in cols.items()},
+            }
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -226,8 +247,11 @@ class ResultSink(BlockBasedFileDatasink):
         self.write_block(BlockAccessor.for_block(table), 0, ctx)
         import pyarrow.compute as pc
 
-        return {"rows": table.num_rows, "tokens": int(pc.sum(table["tokens"]).as_py() or 0),
-                "errors": table.num_rows - int(pc.count(table["error"], mode="only_null").as_py())}
+        return {
+            "rows": table.num_rows,
+            "tokens": int(pc.sum(table["tokens"]).as_py() or 0),
+            "errors": table.num_rows - int(pc.count(table["error"], mode="only_null").as_py()),
+        }
 
     def write_block_to_file(self, block: BlockAccessor, file) -> None:
         table = block.to_arrow()
@@ -255,11 +279,20 @@ def check_output(output: str, overwrite: bool) -> tuple[str, str]:
         if os.path.isfile(local):
             raise JobError(f"output: {output} is a file; the Ray job writes a folder of files")
         if os.path.isdir(local) and os.listdir(local) and not overwrite:
-            raise JobError(f"output: {output} is not empty; remove it, pick another folder or pass "
-                           "overwrite=True (--overwrite)")
+            raise JobError(
+                f"output: {output} is not empty; remove it, pick another folder or pass "
+                "overwrite=True (--overwrite)"
+            )
         output = os.path.abspath(local)
     return output, fmt
 
 
-__all__ = ["JobError", "RowSource", "ResultSink", "expand_inputs", "check_output", "input_fields",
-           "ID_COLUMNS"]
+__all__ = [
+    "JobError",
+    "RowSource",
+    "ResultSink",
+    "expand_inputs",
+    "check_output",
+    "input_fields",
+    "ID_COLUMNS",
+]

@@ -7,6 +7,7 @@ actors x threads_per_actor should equal the cores you give the job. Readers and 
 hold). With CUDA (device="cuda", or "auto" on a cluster that has GPUs) each actor asks for one GPU and
 runs the triton backend.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,13 +39,16 @@ class Summary:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        return (f"{self.rows} rows ({self.errors} with an error), {self.tokens} tokens in {self.seconds:.1f} s: "
-                f"{self.tokens_per_s:,.0f} tokens/s on {self.actors} actor(s) x "
-                f"{self.threads_per_actor or 'default'} thread(s) ({self.device}) -> {self.output}")
+        return (
+            f"{self.rows} rows ({self.errors} with an error), {self.tokens} tokens in {self.seconds:.1f} s: "
+            f"{self.tokens_per_s:,.0f} tokens/s on {self.actors} actor(s) x "
+            f"{self.threads_per_actor or 'default'} thread(s) ({self.device}) -> {self.output}"
+        )
 
 
-def plan_resources(device: str, actors: int | None, threads_per_actor: int | None,
-                   cluster: dict[str, float]) -> tuple[str, int, int | None, dict[str, Any]]:
+def plan_resources(
+    device: str, actors: int | None, threads_per_actor: int | None, cluster: dict[str, float]
+) -> tuple[str, int, int | None, dict[str, Any]]:
     """(device, actors, threads_per_actor, ray_remote_args of each actor) for a cluster with `cluster`
     resources (ray.cluster_resources()). Pure function: the GPU plan is tested without a GPU."""
     if device not in ("auto", "cpu", "cuda"):
@@ -66,17 +70,33 @@ def plan_resources(device: str, actors: int | None, threads_per_actor: int | Non
     threads = threads_per_actor or max(1, cpus // actors)
     actors = actors or max(1, cpus // threads)
     if actors * threads > cpus:
-        raise JobError(f"actors x threads_per_actor = {actors} x {threads} needs {actors * threads} CPUs; the "
-                       f"Ray cluster has {cpus}")
+        raise JobError(
+            f"actors x threads_per_actor = {actors} x {threads} needs {actors * threads} CPUs; the "
+            f"Ray cluster has {cpus}"
+        )
     return device, actors, threads, {"num_cpus": threads}
 
 
-def run(task: str, model: str, input: str | list[str], output: str, *, actors: int | None = None,
-        threads_per_actor: int | None = None, batch_size: int = 32, rows_per_call: int = ROWS_PER_CALL,
-        dtype: str | None = None, backend: str | None = None, device: str = "auto",
-        head: str | list[str] | None = None, adapter_names: str | list[str] | None = None,
-        overwrite: bool = False, address: str | None = None, progress: bool = True,
-        **call: Any) -> Summary:
+def run(
+    task: str,
+    model: str,
+    input: str | list[str],
+    output: str,
+    *,
+    actors: int | None = None,
+    threads_per_actor: int | None = None,
+    batch_size: int = 32,
+    rows_per_call: int = ROWS_PER_CALL,
+    dtype: str | None = None,
+    backend: str | None = None,
+    device: str = "auto",
+    head: str | list[str] | None = None,
+    adapter_names: str | list[str] | None = None,
+    overwrite: bool = False,
+    address: str | None = None,
+    progress: bool = True,
+    **call: Any,
+) -> Summary:
     """Run `task` with `model` over every row of `input` on Ray Data, writing `output`; returns a Summary.
 
     input: a .txt / .jsonl / .parquet file, a folder of them, a glob, or a list of those; local paths or any
@@ -100,8 +120,12 @@ def run(task: str, model: str, input: str | list[str], output: str, *, actors: i
     model = os.fspath(model)
     if not ("://" in model or os.path.isdir(os.path.expanduser(model))):
         raise JobError(f"model directory not found: {model}")
-    for name, value in (("batch_size", batch_size), ("rows_per_call", rows_per_call), ("actors", actors),
-                        ("threads_per_actor", threads_per_actor)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("rows_per_call", rows_per_call),
+        ("actors", actors),
+        ("threads_per_actor", threads_per_actor),
+    ):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise JobError(f"{name} must be an int >= 1, got {value!r}")
     paths, filesystem, kind = expand_inputs(input)
@@ -109,26 +133,47 @@ def run(task: str, model: str, input: str | list[str], output: str, *, actors: i
         raise JobError('question-answering needs .jsonl or .parquet input with "question" and "context"')
     out_path, fmt = check_output(os.fspath(output), overwrite)
     if head is None and os.path.isdir(model) and is_multihead_checkpoint(model):
-        raise JobError("model: a DistilBertModelWithHeads checkpoint needs head= (--head): the head(s) to run")
+        raise JobError(
+            "model: a DistilBertModelWithHeads checkpoint needs head= (--head): the head(s) to run"
+        )
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=True, logging_level="WARNING")
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
     try:
-        device, actors, threads, remote_args = plan_resources(device, actors, threads_per_actor,
-                                                              ray.cluster_resources())
+        device, actors, threads, remote_args = plan_resources(
+            device, actors, threads_per_actor, ray.cluster_resources()
+        )
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.print_on_execution_start = progress
         ds = ray.data.read_datasource(RowSource(paths, task, kind, filesystem), num_cpus=0)
         ds = ds.map_batches(
-            Predictor, batch_size=rows_per_call, batch_format="pyarrow", zero_copy_batch=True,
-            compute=ray.data.ActorPoolStrategy(size=actors), **remote_args,
-            fn_constructor_kwargs={"task": task, "model": model, "dtype": dtype,
-                                   "backend": "triton" if device == "cuda" and backend is None else backend,
-                                   "batch_size": batch_size, "threads": threads, "device": device,
-                                   "head": head, "adapter_names": adapter_names, "call": call})
+            Predictor,
+            batch_size=rows_per_call,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            **remote_args,
+            fn_constructor_kwargs={
+                "task": task,
+                "model": model,
+                "dtype": dtype,
+                "backend": "triton" if device == "cuda" and backend is None else backend,
+                "batch_size": batch_size,
+                "threads": threads,
+                "device": device,
+                "head": head,
+                "adapter_names": adapter_names,
+                "call": call,
+            },
+        )
         sink = ResultSink(out_path, fmt, mode=_save_mode(overwrite))
         try:
             ds.write_datasink(sink, ray_remote_args={"num_cpus": 0})
@@ -138,8 +183,16 @@ def run(task: str, model: str, input: str | list[str], output: str, *, actors: i
         if started:
             ray.shutdown()
     s = sink.stats
-    return Summary(rows=s["rows"], errors=s["errors"], tokens=s["tokens"], seconds=time.perf_counter() - t0,
-                   output=out_path, actors=actors, threads_per_actor=threads, device=device)
+    return Summary(
+        rows=s["rows"],
+        errors=s["errors"],
+        tokens=s["tokens"],
+        seconds=time.perf_counter() - t0,
+        output=out_path,
+        actors=actors,
+        threads_per_actor=threads,
+        device=device,
+    )
 
 
 def _save_mode(overwrite: bool):

@@ -17,6 +17,7 @@ plus `file`, `row` (the input row id), `error` (null, or why this row has no res
 tokens the model ran for the row). Errors are per row: a malformed input row or an input the pipeline
 rejects (e.g. fill-mask without [MASK]) fills `error` and leaves the result columns null.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,14 +29,31 @@ import pyarrow as pa
 from .io import input_fields
 
 _SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
-_CANDIDATE = pa.struct([("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()),
-                        ("sequence", pa.string())])
-_ANSWER = pa.struct([("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()),
-                     ("answer", pa.string())])
-_TOKEN_ENTITY = pa.struct([("entity", pa.string()), ("score", pa.float64()), ("index", pa.int64()),
-                           ("word", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
-_GROUP_ENTITY = pa.struct([("entity_group", pa.string()), ("score", pa.float64()), ("word", pa.string()),
-                           ("start", pa.int64()), ("end", pa.int64())])
+_CANDIDATE = pa.struct(
+    [("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]
+)
+_ANSWER = pa.struct(
+    [("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())]
+)
+_TOKEN_ENTITY = pa.struct(
+    [
+        ("entity", pa.string()),
+        ("score", pa.float64()),
+        ("index", pa.int64()),
+        ("word", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+    ]
+)
+_GROUP_ENTITY = pa.struct(
+    [
+        ("entity_group", pa.string()),
+        ("score", pa.float64()),
+        ("word", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+    ]
+)
 
 
 class _CountingTokenizer:
@@ -62,7 +80,9 @@ class _CountingTokenizer:
             lengths = np.array([len(x) for x in ids], dtype=np.int64)
             mapping = enc.get("overflow_to_sample_mapping")
             if mapping is not None:  # question answering: several windows per example
-                return np.bincount(np.asarray(mapping), weights=lengths, minlength=n).astype(np.int64).tolist()
+                return (
+                    np.bincount(np.asarray(mapping), weights=lengths, minlength=n).astype(np.int64).tolist()
+                )
             if len(ids) == n:
                 return lengths.tolist()
         return None
@@ -86,10 +106,20 @@ class Predictor:
     arguments of every pipeline call (top_k, aggregation_strategy, ...).
     """
 
-    def __init__(self, task: str, model: str, *, dtype: str | None = None, backend: str | None = None,
-                 batch_size: int = 32, threads: int | None = None, device: str = "cpu",
-                 head: str | list[str] | None = None, adapter_names: str | list[str] | None = None,
-                 call: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        task: str,
+        model: str,
+        *,
+        dtype: str | None = None,
+        backend: str | None = None,
+        batch_size: int = 32,
+        threads: int | None = None,
+        device: str = "cpu",
+        head: str | list[str] | None = None,
+        adapter_names: str | list[str] | None = None,
+        call: dict[str, Any] | None = None,
+    ):
         import torch
 
         if threads:
@@ -104,8 +134,15 @@ class Predictor:
         if self.heads is not None:
             self._init_heads(model, dtype, backend, batch_size, device, adapter_names)
             return
-        self.pipe = pipeline(self.task, model=model, dtype=dtype, backend=backend, batch_size=batch_size,
-                             device=device, progress=False)
+        self.pipe = pipeline(
+            self.task,
+            model=model,
+            dtype=dtype,
+            backend=backend,
+            batch_size=batch_size,
+            device=device,
+            progress=False,
+        )
         if backend is not None and self.pipe.model.backend != backend:  # moved to the device: ask again
             self.pipe.model.set_backend(backend)
         self.tokenizer = self.pipe.tokenizer = _CountingTokenizer(self.pipe.tokenizer)
@@ -119,8 +156,10 @@ class Predictor:
         from ..tokenization import DistilBertTokenizer
 
         if self.task != "text-classification":
-            raise ValueError(f"head=: DistilBertModelWithHeads runs classification heads (task "
-                             f"text-classification), not {self.task}")
+            raise ValueError(
+                f"head=: DistilBertModelWithHeads runs classification heads (task "
+                f"text-classification), not {self.task}"
+            )
         dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         net = DistilBertModelWithHeads.from_pretrained(model, dtype=dt, backend=backend).to(device)
         net.prepare_for_inference()
@@ -128,10 +167,15 @@ class Predictor:
             if h not in net.heads:
                 raise ValueError(f"head: no head {h!r} in {model}; heads: {list(net.heads)}")
             if net.heads[h].config["head_type"] not in SEQUENCE_HEADS:
-                raise ValueError(f"head: {h!r} is a {net.heads[h].config['head_type']} head; the Ray job runs "
-                                 f"{' / '.join(SEQUENCE_HEADS)} heads")
-        self.adapters = None if adapter_names is None else \
-            tuple([adapter_names] if isinstance(adapter_names, str) else adapter_names)
+                raise ValueError(
+                    f"head: {h!r} is a {net.heads[h].config['head_type']} head; the Ray job runs "
+                    f"{' / '.join(SEQUENCE_HEADS)} heads"
+                )
+        self.adapters = (
+            None
+            if adapter_names is None
+            else tuple([adapter_names] if isinstance(adapter_names, str) else adapter_names)
+        )
         self.tokenizer = _CountingTokenizer(DistilBertTokenizer.from_pretrained(model))
         limit = min(net.config.max_position_embeddings, self.tokenizer.model_max_length)
         self.runner = MultiHeadRunner(net, self.tokenizer, limit, batch_size)
@@ -152,8 +196,12 @@ class Predictor:
         for k, i in enumerate(done):
             per_row[i] = results[k]
             tokens[i] = counted[k] if counted is not None else 0
-        out = {"file": batch["file"], "row": batch["row"], "error": pa.array(errors, pa.string()),
-               "tokens": pa.array(tokens, pa.int64())}
+        out = {
+            "file": batch["file"],
+            "row": batch["row"],
+            "error": pa.array(errors, pa.string()),
+            "tokens": pa.array(tokens, pa.int64()),
+        }
         out.update(self._columns(per_row))
         return pa.table(out)
 
@@ -195,8 +243,10 @@ class Predictor:
     def _columns(self, results: list) -> dict[str, pa.Array]:
         task = self.task
         if self.heads is not None:
-            return {h: pa.array([None if r is None else r[h] for r in results], pa.list_(_SCORE))
-                    for h in self.heads}
+            return {
+                h: pa.array([None if r is None else r[h] for r in results], pa.list_(_SCORE))
+                for h in self.heads
+            }
         if task == "sentence-embeddings":
             return {"embedding": _vectors(results, self.dim)}
         if task == "feature-extraction":  # each result: (1, tokens, dim) nested lists
@@ -207,12 +257,17 @@ class Predictor:
                 offsets.append(offsets[-1] + len(rows))
                 mask.append(r is None)
             values = _vectors(flat, self.dim)
-            return {"features": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values,
-                                                         mask=pa.array(mask, pa.bool_()))}
+            return {
+                "features": pa.ListArray.from_arrays(
+                    pa.array(offsets, pa.int32()), values, mask=pa.array(mask, pa.bool_())
+                )
+            }
         if task == "text-classification":
             if "top_k" not in self.call:
-                return {"label": pa.array([r and r["label"] for r in results], pa.string()),
-                        "score": pa.array([r and r["score"] for r in results], pa.float64())}
+                return {
+                    "label": pa.array([r and r["label"] for r in results], pa.string()),
+                    "score": pa.array([r and r["score"] for r in results], pa.float64()),
+                }
             return {"labels": pa.array(_as_lists(results), pa.list_(_SCORE))}
         if task == "fill-mask":  # one [MASK]: a list of candidates; several: a list per mask
             nested = [None if r is None else r if r and isinstance(r[0], list) else [r] for r in results]

@@ -14,6 +14,7 @@ Sizing: a replica is one model and one batcher: `threads_per_replica` CPUs (torc
 with `num_gpus=1` (triton backend). `max_ongoing_requests` (default: the service's
 max_concurrent_requests) caps what Ray routes to a replica; above the service's own limit it answers 429.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,10 +47,18 @@ class Deployment:
             service.close(drain=True)
 
 
-def serve_app(model: str, *, task: str | None = None, num_replicas: int | str | None = None,
-              autoscaling_config: dict[str, Any] | None = None, threads_per_replica: int | None = None,
-              num_gpus: float = 0, max_ongoing_requests: int | None = None, name: str = "distilbert-fast",
-              **config: Any):
+def serve_app(
+    model: str,
+    *,
+    task: str | None = None,
+    num_replicas: int | str | None = None,
+    autoscaling_config: dict[str, Any] | None = None,
+    threads_per_replica: int | None = None,
+    num_gpus: float = 0,
+    max_ongoing_requests: int | None = None,
+    name: str = "distilbert-fast",
+    **config: Any,
+):
     """A bound Ray Serve application (pass it to `serve.run`). model / task / every other keyword: the
     fields of `distilbert_fast.serve.ServeConfig` (dtype, backend, pooling, max_batch_tokens, max_wait_ms,
     max_concurrent_requests, api_key, ...). num_replicas: a count, or "auto" (Serve's default autoscaling);

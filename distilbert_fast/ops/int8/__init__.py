@@ -17,6 +17,7 @@ The quantized rows travel from the kernel that made them to the GEMM that consum
 one-slot, thread-local hand-off keyed by the float tensor's identity: every op still returns its true float
 result, and a GEMM whose input did not come from such a kernel quantizes it itself (quantize_rows).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,12 @@ from torch import nn
 
 from . import reference
 
-SCHEME = {"quant_method": "distilbert_fast_int8", "bits": 8,
-          "weights": "per_channel_symmetric", "activations": "dynamic_per_token_symmetric"}
+SCHEME = {
+    "quant_method": "distilbert_fast_int8",
+    "bits": 8,
+    "weights": "per_channel_symmetric",
+    "activations": "dynamic_per_token_symmetric",
+}
 QUANTIZE_CHOICES = (None, "int8")
 _MARK = "_dbf_int8_out"  # on a LayerNorm / Embeddings LayerNorm: its output feeds a quantized GEMM
 
@@ -58,10 +63,12 @@ def mark_structure_(encoder) -> None:
     quantized GEMM reads: the structure a quantized checkpoint's state_dict loads into."""
     for lin in encoder_linears(encoder):
         if not is_quantized(lin):
-            lin.register_buffer("weight_int8", torch.zeros(lin.weight.shape, dtype=torch.int8,
-                                                           device=lin.weight.device))
-            lin.register_buffer("weight_scale", torch.ones(lin.weight.shape[0], dtype=torch.float32,
-                                                           device=lin.weight.device))
+            lin.register_buffer(
+                "weight_int8", torch.zeros(lin.weight.shape, dtype=torch.int8, device=lin.weight.device)
+            )
+            lin.register_buffer(
+                "weight_scale", torch.ones(lin.weight.shape[0], dtype=torch.float32, device=lin.weight.device)
+            )
     layers = list(encoder.transformer.layer)
     encoder.embeddings.LayerNorm.__dict__[_MARK] = True
     for i, block in enumerate(layers):
@@ -80,7 +87,21 @@ def quantize_model_(model) -> None:
         lin.weight_int8.copy_(q)
         lin.weight_scale.copy_(s)
     sync_float_weights_(model)
-    model.config.quantization_config = dict(SCHEME)
+    # config keeps unknown keys in _extra, which config.json round-trips
+    model.config._extra["quantization_config"] = dict(SCHEME)
+
+
+@torch.no_grad()
+def float_weight_keys(model) -> set[str]:
+    """state_dict keys of the float weights a quantized checkpoint does not store (int8 + scale instead)."""
+    return {
+        f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear) and is_quantized(m)
+    }
+
+
+def is_quantized_config(config) -> bool:
+    qc = getattr(config, "quantization_config", None)
+    return isinstance(qc, dict) and qc.get("quant_method") == SCHEME["quant_method"]
 
 
 @torch.no_grad()
@@ -123,8 +144,17 @@ def with_int8(table, kernels):
     def embeddings(emb, input_ids, inputs_embeds, position_ids):
         if input_ids is not None and emb.LayerNorm.__dict__.get(_MARK):
             ln = emb.LayerNorm
-            return _put(*kernels.embeddings_quant(input_ids, position_ids, emb.word_embeddings.weight,
-                                                  emb.position_embeddings.weight, ln.weight, ln.bias, ln.eps))
+            return _put(
+                *kernels.embeddings_quant(
+                    input_ids,
+                    position_ids,
+                    emb.word_embeddings.weight,
+                    emb.position_embeddings.weight,
+                    ln.weight,
+                    ln.bias,
+                    ln.eps,
+                )
+            )
         return base.embeddings(emb, input_ids, inputs_embeds, position_ids)
 
     def add_layer_norm(ln, x, residual):
@@ -144,7 +174,9 @@ def with_int8(table, kernels):
         # an activated output (FFN lin1) feeds the next quantized GEMM: quantize it in the same pass
         return kernels.linear(lin, [lin], x, act, act is not None)
 
-    return dataclasses.replace(base, embeddings=embeddings, qkv=qkv, linear=linear, add_layer_norm=add_layer_norm)
+    return dataclasses.replace(
+        base, embeddings=embeddings, qkv=qkv, linear=linear, add_layer_norm=add_layer_norm
+    )
 
 
 def _cat(linears, name):
@@ -169,5 +201,18 @@ class TorchKernels:
         return _put(y, q2, s2) if want_quant else y
 
 
-__all__ = ["SCHEME", "QUANTIZE_CHOICES", "check_quantize", "is_quantized", "encoder_linears", "mark_structure_",
-           "quantize_model_", "sync_float_weights_", "with_int8", "TorchKernels", "reference"]
+__all__ = [
+    "SCHEME",
+    "QUANTIZE_CHOICES",
+    "check_quantize",
+    "is_quantized",
+    "encoder_linears",
+    "mark_structure_",
+    "quantize_model_",
+    "sync_float_weights_",
+    "float_weight_keys",
+    "is_quantized_config",
+    "with_int8",
+    "TorchKernels",
+    "reference",
+]

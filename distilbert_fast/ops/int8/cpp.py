@@ -8,12 +8,14 @@ quantizes the rows again when the next GEMM reads them. Measured on the 2-core X
 a u8 source runs ~3x the fp32 prepacked GEMM rate, an s8 source falls to a reference kernel (minutes),
 and an activation scale != 1 with a float bias was ~40x slower (the bias is requantized per call).
 """
+
 from __future__ import annotations
 
 import torch
 
+from .. import cpp as _cpp  # loads the extension: registers torch.ops.distilbert_fast.*
 from .. import onednn
-from . import _take, _put, _cat
+from . import _cat, _put, _take
 
 _ATTR = "_dbf_packed_int8"  # starts with onednn's prefix: ops.drop_prepared() forgets it too
 NS = "distilbert_fast"
@@ -24,10 +26,11 @@ def _op(name):
 
 
 def available() -> bool:
-    from .. import cpp
-
-    return cpp.AVAILABLE and hasattr(torch.ops.onednn, "qlinear_pointwise") and hasattr(
-        getattr(torch.ops, NS), "int8_epilogue")
+    return (
+        _cpp.AVAILABLE
+        and hasattr(torch.ops.onednn, "qlinear_pointwise")
+        and hasattr(getattr(torch.ops, NS), "int8_epilogue")
+    )
 
 
 class PackedInt8:
@@ -40,18 +43,42 @@ class PackedInt8:
         self.weight = torch.ops.onednn.qlinear_prepack(w, None)
 
     def gemm(self, q: torch.Tensor) -> torch.Tensor:
-        return torch.ops.onednn.qlinear_pointwise(q, 1.0, 128, self.weight, self.w_scale, self.w_zp, None, 1.0, 0,
-                                                  torch.float32, "none", [], "")
+        return torch.ops.onednn.qlinear_pointwise(
+            q, 1.0, 128, self.weight, self.w_scale, self.w_zp, None, 1.0, 0, torch.float32, "none", [], ""
+        )
+
+
+class _Holder:
+    """One module's packed int8 weight. Copies and pickles of the module start empty (oneDNN's opaque
+    tensors can be neither copied nor serialised) and repack on first use."""
+
+    def __init__(self):
+        self.entry: tuple | None = None  # (key, PackedInt8)
+
+    def __deepcopy__(self, memo):
+        return _Holder()
+
+    def __reduce__(self):
+        return (_Holder, ())
 
 
 def _packed(owner, linears) -> PackedInt8:
-    srcs = [t for lin in linears for t in (lin._buffers["weight_int8"], lin._buffers["weight_scale"],
-                                           lin._parameters.get("bias")) if t is not None]
-    key = onednn._fingerprint(srcs)
-    cached = owner.__dict__.get(_ATTR)
-    if cached is None or cached[0] != key:
-        cached = owner.__dict__[_ATTR] = (key, PackedInt8(linears))
-    return cached[1]
+    # the float weight + bias fingerprint (onednn's freshness check) and the int8 buffers' identity/version
+    key = (
+        onednn.weights_key(linears),
+        tuple(
+            (lin._buffers[n].data_ptr(), lin._buffers[n]._version)
+            for lin in linears
+            for n in ("weight_int8", "weight_scale")
+        ),
+    )
+    holder = owner.__dict__.get(_ATTR)
+    if holder is None:
+        holder = owner.__dict__[_ATTR] = _Holder()
+    entry = holder.entry
+    if entry is None or entry[0] != key:
+        entry = holder.entry = (key, PackedInt8(linears))  # replaced as one object: thread-safe readers
+    return entry[1]
 
 
 def quantize_rows(x):

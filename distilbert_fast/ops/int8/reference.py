@@ -12,6 +12,7 @@ Scheme (chosen by bench/bench_int8_accuracy.py on real text, see bench/RESULTS.m
 The order of the fp32 operations is the one the C++ kernels use, so both sides agree to the last bit
 wherever their fp32 inputs agree.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,7 +32,9 @@ def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-def dequantize_weight(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize_weight(
+    q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The float weight the int8 weight stands for: q * scale (what the reference path computes with)."""
     return (q.float() * scale[:, None]).to(dtype)
 
@@ -54,8 +57,14 @@ def int_matmul(qx: torch.Tensor, qw: torch.Tensor) -> torch.Tensor:
     return ((qx.double() - ZERO_POINT) @ qw.double().T).to(torch.int32)
 
 
-def dequantize(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None,
-               act: str | None = None, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize(
+    acc: torch.Tensor,
+    x_scale: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    act: str | None = None,
+    out_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """act(acc * x_scale[r] * w_scale[n] + bias[n]) in fp32, then cast. The kernel order: the GEMM applies
     w_scale to the int32 sum, the epilogue multiplies by x_scale and adds the bias."""
     y = acc.float() * w_scale.float()[None, :]
@@ -67,8 +76,15 @@ def dequantize(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, 
     return y.to(out_dtype)
 
 
-def linear(qx: torch.Tensor, x_scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
-           bias: torch.Tensor | None, act: str | None = None, out_dtype: torch.dtype = torch.float32):
+def linear(
+    qx: torch.Tensor,
+    x_scale: torch.Tensor,
+    qw: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    act: str | None = None,
+    out_dtype: torch.dtype = torch.float32,
+):
     """The int8 linear layer on quantized rows: act(dequant(qx @ qw^T) + bias)."""
     return dequantize(int_matmul(qx, qw), x_scale, w_scale, bias, act, out_dtype)
 
@@ -79,15 +95,22 @@ def layer_norm_quant(x, residual, weight, bias, eps: float = fp_ref.LAYER_NORM_E
     return (y, *quantize_rows(y))
 
 
-def embeddings_quant(input_ids, position_ids, word_weight, pos_weight, ln_weight, ln_bias,
-                     eps: float = fp_ref.LAYER_NORM_EPS):
+def embeddings_quant(
+    input_ids, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps: float = fp_ref.LAYER_NORM_EPS
+):
     """LayerNorm(word[ids] + pos[positions]) and its quantized rows: (y, q, scale)."""
     y = fp_ref.embeddings(input_ids, None, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps)
     return (y, *quantize_rows(y))
 
 
-def epilogue(acc_scaled: torch.Tensor, x_scale: torch.Tensor, bias: torch.Tensor | None, act: str | None,
-             out_dtype: torch.dtype, want_quant: bool):
+def epilogue(
+    acc_scaled: torch.Tensor,
+    x_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    act: str | None,
+    out_dtype: torch.dtype,
+    want_quant: bool,
+):
     """What the C++ epilogue computes from the GEMM's fp32 output acc*w_scale: y = act(. * x_scale + bias)
     in out_dtype, and (want_quant) y's rows quantized. Returns (y, q | None, scale | None)."""
     y = acc_scaled.float() * x_scale.float()[:, None]

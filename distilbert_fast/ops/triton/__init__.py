@@ -17,6 +17,7 @@ launch the kernels directly (the custom-op dispatcher would cost more than a sma
 Kernels know nothing of models: the whole-model CUDA-graph runner is the runtime module
 distilbert_fast/cuda_graphs.py, above the models.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,6 +46,7 @@ else:
             IMPORT_ERROR = "no CUDA device (set TRITON_INTERPRET=1 to run the kernels on CPU, slowly)"
 
 if "attention" not in globals():  # kernels not loaded: keep the names importable, failing clearly when called
+
     def _unavailable(*args, **kwargs):
         raise RuntimeError(f"the triton backend is unavailable: {IMPORT_ERROR}")
 
@@ -57,9 +59,19 @@ if "attention" not in globals():  # kernels not loaded: keep the names importabl
 
 
 __all__ = [
-    "AVAILABLE", "IMPORT_ERROR",
+    "AVAILABLE",
+    "IMPORT_ERROR",
     # op-table functions (exact OpTable signatures)
-    "embeddings", "qkv", "linear", "add_layer_norm", "layer_norm", "attention",
+    "embeddings",
+    "qkv",
+    "linear",
+    "add_layer_norm",
+    "layer_norm",
+    "attention",
     # lower-level tensor functions
-    "embeddings_rows", "linear_fused", "fused_qkv_weights", "add_layer_norm_rows", "varlen_attention",
+    "embeddings_rows",
+    "linear_fused",
+    "fused_qkv_weights",
+    "add_layer_norm_rows",
+    "varlen_attention",
 ]

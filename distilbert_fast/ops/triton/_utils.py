@@ -2,6 +2,7 @@
 
 Kept free of kernels on purpose: each op file holds its own kernel -> launcher -> public function.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,4 +50,3 @@ def check_rows(name: str, t: torch.Tensor) -> torch.Tensor:
     if t.shape[1] > 1 and t.stride(1) != 1:
         t = t.contiguous()
     return t
-

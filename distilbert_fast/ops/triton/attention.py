@@ -19,6 +19,7 @@ head_dim need not be a power of two: the tile's feature axis is padded to BLOCK_
 rows are still computed. That is the padded-but-static layout the CUDA-graph runner captures (every (b, s)
 slot is a row, right padding masked through seqused), so one captured graph serves any mask.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,13 +38,26 @@ LOG2E = 1.4426950408889634
 # ----------------------------------------------------------------------------------------------------------
 @triton.jit
 def _varlen_attn_fwd_kernel(
-    Q, K, V, OUT, CU_SEQLENS, SEQUSED, HEAD_MASK,
-    stride_q, stride_k, stride_v, stride_o,
+    Q,
+    K,
+    V,
+    OUT,
+    CU_SEQLENS,
+    SEQUSED,
+    HEAD_MASK,
+    stride_q,
+    stride_k,
+    stride_v,
+    stride_o,
     qk_scale,  # softmax scale * log2(e)
     head_dim,
-    HAS_SEQUSED: tl.constexpr, HAS_HEAD_MASK: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    UPCAST: tl.constexpr, PREC: tl.constexpr,
+    HAS_SEQUSED: tl.constexpr,
+    HAS_HEAD_MASK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     seq = tl.program_id(1)
@@ -66,8 +80,11 @@ def _varlen_attn_fwd_kernel(
     col0 = head * head_dim
     q_rows = (start + offs_m).to(tl.int64)
 
-    q = tl.load(Q + q_rows[:, None] * stride_q + col0 + offs_d[None, :],
-                mask=m_valid[:, None] & d_valid[None, :], other=0.0)
+    q = tl.load(
+        Q + q_rows[:, None] * stride_q + col0 + offs_d[None, :],
+        mask=m_valid[:, None] & d_valid[None, :],
+        other=0.0,
+    )
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -78,8 +95,11 @@ def _varlen_attn_fwd_kernel(
         cols = start_n + offs_n
         n_valid = cols < kv_len
         k_rows = (start + cols).to(tl.int64)
-        kt = tl.load(K + k_rows[None, :] * stride_k + col0 + offs_d[:, None],
-                     mask=d_valid[:, None] & n_valid[None, :], other=0.0)  # (BLOCK_D, BLOCK_N) = k^T
+        kt = tl.load(
+            K + k_rows[None, :] * stride_k + col0 + offs_d[:, None],
+            mask=d_valid[:, None] & n_valid[None, :],
+            other=0.0,
+        )  # (BLOCK_D, BLOCK_N) = k^T
         # (dots inlined rather than a helper: nested jit calls are very slow under the interpreter)
         if UPCAST:
             s = tl.dot(q.to(tl.float32), kt.to(tl.float32), input_precision="ieee")
@@ -90,8 +110,11 @@ def _varlen_attn_fwd_kernel(
         alpha = tl.math.exp2(m_i - m_new)
         p = tl.math.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + k_rows[:, None] * stride_v + col0 + offs_d[None, :],
-                    mask=n_valid[:, None] & d_valid[None, :], other=0.0)
+        v = tl.load(
+            V + k_rows[:, None] * stride_v + col0 + offs_d[None, :],
+            mask=n_valid[:, None] & d_valid[None, :],
+            other=0.0,
+        )
         acc = acc * alpha[:, None]
         if UPCAST:
             acc = tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32), acc, input_precision="ieee")
@@ -101,16 +124,22 @@ def _varlen_attn_fwd_kernel(
 
     inv_l = 1.0 / tl.where(l_i > 0.0, l_i, 1.0)  # l_i == 0 only with no keys at all; then acc == 0
     if HAS_HEAD_MASK:
-        inv_l = inv_l * tl.load(HEAD_MASK + head).to(tl.float32)
+        gain = tl.load(HEAD_MASK + head).to(tl.float32)
+        # A masked head is exact zeros even for non-finite inputs, as in the cpp kernel, which skips the head.
+        acc = tl.where(gain == 0.0, 0.0, acc)
+        inv_l = inv_l * gain
     out = acc * inv_l[:, None]
-    tl.store(OUT + q_rows[:, None] * stride_o + col0 + offs_d[None, :], out.to(OUT.dtype.element_ty),
-             mask=m_valid[:, None] & d_valid[None, :])
+    tl.store(
+        OUT + q_rows[:, None] * stride_o + col0 + offs_d[None, :],
+        out.to(OUT.dtype.element_ty),
+        mask=m_valid[:, None] & d_valid[None, :],
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # launcher
 # ----------------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _num_sms(device_index: int | None) -> int:
     """SM count (132 on an H100 SXM); only used to pick the query-block size for small batches."""
     if torch.cuda.is_available():
@@ -118,8 +147,9 @@ def _num_sms(device_index: int | None) -> int:
     return 132
 
 
-def _config(batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: torch.dtype,
-            num_sms: int = 132) -> dict:
+def _config(
+    batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: torch.dtype, num_sms: int = 132
+) -> dict:
     """Fixed block config per bucket (no autotuning). See docs/triton_design.md."""
     block_d = max(16, next_pow2(head_dim))
     if INTERPRET:
@@ -143,8 +173,9 @@ def _config(batch: int, n_heads: int, max_seqlen: int, head_dim: int, dtype: tor
     # 128-row tiles get 8 warps: with 4, ptxas needs ~230 registers per thread at head_dim 64 (S and acc tiles
     # both live), at the edge of spilling (distilbert_fast.ops.triton.compile_check prints the numbers).
     if block_d <= 64:
-        return dict(BLOCK_M=block_m, BLOCK_N=64, BLOCK_D=block_d, num_warps=8 if block_m == 128 else 4,
-                    num_stages=3)
+        return dict(
+            BLOCK_M=block_m, BLOCK_N=64, BLOCK_D=block_d, num_warps=8 if block_m == 128 else 4, num_stages=3
+        )
     if block_d <= 128:
         return dict(BLOCK_M=block_m, BLOCK_N=64, BLOCK_D=block_d, num_warps=8, num_stages=2)
     return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_D=block_d, num_warps=8, num_stages=1)
@@ -154,8 +185,10 @@ def _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused,
     q, k, v = (check_rows(n, t) for n, t in (("q", q), ("k", k), ("v", v)))
     N, D = q.shape
     if k.shape != (N, D) or v.shape != (N, D):
-        raise ValueError(f"varlen_attention: q, k, v must share one (N, D) shape, got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"varlen_attention: q, k, v must share one (N, D) shape, got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"varlen_attention: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
     if D % n_heads:
@@ -172,8 +205,10 @@ def _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused,
         seqused = seqused.to(torch.int32).contiguous()
     if head_mask is not None:
         if head_mask.numel() != n_heads:
-            raise ValueError(f"varlen_attention: head_mask must have n_heads={n_heads} entries, "
-                             f"got shape {tuple(head_mask.shape)}")
+            raise ValueError(
+                f"varlen_attention: head_mask must have n_heads={n_heads} entries, "
+                f"got shape {tuple(head_mask.shape)}"
+            )
         head_mask = head_mask.reshape(n_heads).to(device=q.device, dtype=torch.float32).contiguous()
     num_sms = _num_sms(q.device.index) if q.device.type == "cuda" else 132
     cfg = _config(batch, n_heads, max_seqlen, head_dim, q.dtype, num_sms)
@@ -183,13 +218,25 @@ def _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused,
         cfg["BLOCK_N"] = block_n
     grid = (triton.cdiv(max_seqlen, cfg["BLOCK_M"]), batch, n_heads)
     _varlen_attn_fwd_kernel[grid](
-        q, k, v, out, cu_seqlens,
+        q,
+        k,
+        v,
+        out,
+        cu_seqlens,
         seqused if seqused is not None else cu_seqlens,
         head_mask if head_mask is not None else cu_seqlens,
-        q.stride(0), k.stride(0), v.stride(0), out.stride(0),
-        float(scale) * LOG2E, head_dim,
-        HAS_SEQUSED=seqused is not None, HAS_HEAD_MASK=head_mask is not None,
-        UPCAST=upcast_dot(q.dtype), PREC=dot_precision(q.dtype), **cfg)
+        q.stride(0),
+        k.stride(0),
+        v.stride(0),
+        out.stride(0),
+        float(scale) * LOG2E,
+        head_dim,
+        HAS_SEQUSED=seqused is not None,
+        HAS_HEAD_MASK=head_mask is not None,
+        UPCAST=upcast_dot(q.dtype),
+        PREC=dot_precision(q.dtype),
+        **cfg,
+    )
     return out
 
 
@@ -197,9 +244,17 @@ def _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused,
 # torch.library registration (torch.compile / export see one opaque op with a fake kernel)
 # ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::varlen_attention", mutates_args=())
-def _varlen_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                         max_seqlen: int, n_heads: int, scale: float, head_mask: torch.Tensor | None,
-                         seqused: torch.Tensor | None) -> torch.Tensor:
+def _varlen_attention_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    n_heads: int,
+    scale: float,
+    head_mask: torch.Tensor | None,
+    seqused: torch.Tensor | None,
+) -> torch.Tensor:
     return _launch(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused, 0, 0)
 
 
@@ -212,35 +267,50 @@ def _(q, k, v, cu_seqlens, max_seqlen, n_heads, scale, head_mask, seqused):
 # ----------------------------------------------------------------------------------------------------------
 # public function
 # ----------------------------------------------------------------------------------------------------------
-def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                     max_seqlen: int, n_heads: int, scale: float | None = None,
-                     head_mask: torch.Tensor | None = None, seqused: torch.Tensor | None = None,
-                     block_m: int = 0, block_n: int = 0) -> torch.Tensor:
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    n_heads: int,
+    scale: float | None = None,
+    head_mask: torch.Tensor | None = None,
+    seqused: torch.Tensor | None = None,
+    block_m: int = 0,
+    block_n: int = 0,
+) -> torch.Tensor:
     """softmax(q k^T * scale) v per sequence and head, then * head_mask[h]. q, k, v: (N, D) -> (N, D).
 
     scale defaults to head_dim ** -0.5. block_m / block_n override the tile sizes (tests; 0 = automatic)."""
     if scale is None:
         scale = (q.shape[-1] // n_heads) ** -0.5
     if torch.compiler.is_compiling() and not (block_m or block_n):
-        return _varlen_attention_op(q, k, v, cu_seqlens, int(max_seqlen), n_heads, float(scale), head_mask,
-                                    seqused)
+        return _varlen_attention_op(
+            q, k, v, cu_seqlens, int(max_seqlen), n_heads, float(scale), head_mask, seqused
+        )
     # Eager: launch directly; the custom-op dispatcher costs more than the launch itself at small batch.
     return _launch(q, k, v, cu_seqlens, int(max_seqlen), n_heads, scale, head_mask, seqused, block_m, block_n)
 
 
-def attention(q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 0.0,
-              need_weights: bool = False):
+def attention(
+    q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 0.0, need_weights: bool = False
+):
     """The op-table entry: (q, k, v, layout, n_heads, head_mask, dropout_p, need_weights) -> (ctx, None).
 
     layout must be packed (cu_seqlens, max_seqlen); an unmasked padded layout is accepted too (every sequence
     is S long). Dropout and attention probabilities are training / introspection features: the model runs the
     reference ops for those, so asking this inference kernel for them is an error."""
     if dropout_p > 0.0:
-        raise NotImplementedError("triton attention is inference-only: dropout_p must be 0 (the model runs "
-                                  "the reference ops in training mode)")
+        raise NotImplementedError(
+            "triton attention is inference-only: dropout_p must be 0 (the model runs "
+            "the reference ops in training mode)"
+        )
     if need_weights:
-        raise NotImplementedError("triton attention does not materialise attention probabilities (the model "
-                                  "runs the reference ops when output_attentions=True)")
+        raise NotImplementedError(
+            "triton attention does not materialise attention probabilities (the model "
+            "runs the reference ops when output_attentions=True)"
+        )
     seqused = getattr(layout, "seqused", None)  # Layout.static: padded rows, right-padded keys
     if layout.packed or seqused is not None:
         cu, max_seqlen = layout.cu_seqlens, layout.max_seqlen
@@ -251,7 +321,7 @@ def attention(q, k, v, layout, n_heads: int, head_mask=None, dropout_p: float = 
     else:
         raise ValueError("triton attention needs a packed layout (or a padded one without attention_mask)")
     hd = q.shape[-1] // n_heads
-    ctx = varlen_attention(q, k, v, cu, max_seqlen, n_heads, hd ** -0.5, head_mask, seqused)
+    ctx = varlen_attention(q, k, v, cu, max_seqlen, n_heads, hd**-0.5, head_mask, seqused)
     return ctx, None
 
 

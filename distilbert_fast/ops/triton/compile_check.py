@@ -12,6 +12,7 @@ each launcher runs on meta tensors (shapes and dtypes only) with its kernel swap
 recorded arguments become the kernel signature (pointer dtypes, int / float scalars, constexprs) plus the
 16-divisibility hints the JIT would derive from real 16-byte-aligned allocations, and are compiled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,13 @@ import tempfile
 import torch
 
 _SMEM_LIMIT = {90: 232448, 80: 166912, 89: 101376, 86: 101376}  # bytes of dynamic shared memory per block
-_TL_DTYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.int32: "i32",
-             torch.int64: "i64"}
+_TL_DTYPE = {
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.float32: "fp32",
+    torch.int32: "i32",
+    torch.int64: "i64",
+}
 
 
 class _Recorder:
@@ -71,7 +77,7 @@ def _compile(kernel, args, kwargs, arch: int):
         elif isinstance(v, bool):
             signature[name] = "i1"
         elif isinstance(v, int):
-            signature[name] = "i32" if -2**31 <= v < 2**31 else "i64"
+            signature[name] = "i32" if -(2**31) <= v < 2**31 else "i64"
             if v % 16 == 0:
                 attrs[(i,)] = [["tt.divisibility", 16]]
         elif isinstance(v, float):
@@ -105,6 +111,7 @@ def _resource_usage(compiled) -> dict:
 def cases(quick: bool):
     """(label, module, kernel name, thunk): DistilBERT-base (D 768, 12 x 64, FFN 3072) and MiniLM widths."""
     from . import _utils  # noqa: F401
+
     attn = sys.modules[__package__ + ".attention"]
     lin = sys.modules[__package__ + ".linear"]
     ln = sys.modules[__package__ + ".layer_norm"]
@@ -114,37 +121,75 @@ def cases(quick: bool):
     out = []
     for dt in dtypes:
         d = dt.__repr__().replace("torch.", "")
-        for M in ([128, 4096] if quick else [8, 128, 512, 4096]):  # every M bucket of linear._config
+        for M in [128, 4096] if quick else [8, 128, 512, 4096]:  # every M bucket of linear._config
             for K, N, act in ((768, 2304, None), (768, 3072, "gelu"), (3072, 768, None)):
-                x, w, b = torch.empty(M, K, dtype=dt, **meta), torch.empty(N, K, dtype=dt, **meta), \
-                    torch.empty(N, dtype=dt, **meta)
-                out.append((f"linear {d} M={M} {K}->{N} {act or ''}", lin, "_linear_kernel",
-                            lambda x=x, w=w, b=b, act=act: lin._launch(x, w, b, act, None)))
+                x, w, b = (
+                    torch.empty(M, K, dtype=dt, **meta),
+                    torch.empty(N, K, dtype=dt, **meta),
+                    torch.empty(N, dtype=dt, **meta),
+                )
+                out.append(
+                    (
+                        f"linear {d} M={M} {K}->{N} {act or ''}",
+                        lin,
+                        "_linear_kernel",
+                        lambda x=x, w=w, b=b, act=act: lin._launch(x, w, b, act, None),
+                    )
+                )
         if not quick:
-            x, w, b = (torch.empty(100, 768, dtype=dt, **meta), torch.empty(768, 768, dtype=dt, **meta),
-                       torch.empty(768, dtype=dt, **meta))
+            x, w, b = (
+                torch.empty(100, 768, dtype=dt, **meta),
+                torch.empty(768, 768, dtype=dt, **meta),
+                torch.empty(768, dtype=dt, **meta),
+            )
             for act in ("gelu_new", "relu", "silu"):
-                out.append((f"linear {d} {act} +residual", lin, "_linear_kernel",
-                            lambda act=act, x=x, w=w, b=b: lin._launch(x, w, b, act, x)))
-        for hd, H in (((64, 12), (32, 12)) if quick else ((64, 12), (32, 12), (128, 6), (16, 4), (256, 3))):
+                out.append(
+                    (
+                        f"linear {d} {act} +residual",
+                        lin,
+                        "_linear_kernel",
+                        lambda act=act, x=x, w=w, b=b: lin._launch(x, w, b, act, x),
+                    )
+                )
+        for hd, H in ((64, 12), (32, 12)) if quick else ((64, 12), (32, 12), (128, 6), (16, 4), (256, 3)):
             for B, S in ((1, 128), (32, 128)) if not quick or hd == 64 else ((32, 128),):
                 qkv = torch.empty(B * S, 3 * H * hd, dtype=dt, **meta)
                 q, k, v = qkv.chunk(3, dim=1)
                 cu = torch.empty(B + 1, dtype=torch.int32, **meta)
                 hm = torch.empty(H, dtype=torch.float32, **meta)
-                out.append((f"attention {d} hd={hd} B={B} S={S}", attn, "_varlen_attn_fwd_kernel",
-                            lambda q=q, k=k, v=v, cu=cu, hm=hm, S=S, H=H:
-                            attn._launch(q, k, v, cu, S, H, 0.125, hm, None, 0, 0)))
+                out.append(
+                    (
+                        f"attention {d} hd={hd} B={B} S={S}",
+                        attn,
+                        "_varlen_attn_fwd_kernel",
+                        lambda q=q, k=k, v=v, cu=cu, hm=hm, S=S, H=H: attn._launch(
+                            q, k, v, cu, S, H, 0.125, hm, None, 0, 0
+                        ),
+                    )
+                )
         for D in (768, 384):
             x = torch.empty(4096, D, dtype=dt, **meta)
             w = torch.empty(D, dtype=dt, **meta)
-            out.append((f"add_layer_norm {d} D={D}", ln, "_add_layer_norm_kernel",
-                        lambda x=x, w=w: ln._launch(x, x, w, w, 1e-12)))
+            out.append(
+                (
+                    f"add_layer_norm {d} D={D}",
+                    ln,
+                    "_add_layer_norm_kernel",
+                    lambda x=x, w=w: ln._launch(x, x, w, w, 1e-12),
+                )
+            )
             ids = torch.empty(4096, dtype=torch.int64, **meta)
             table = torch.empty(30522, D, dtype=dt, **meta)
-            out.append((f"embeddings {d} D={D}", emb, "_embeddings_kernel",
-                        lambda ids=ids, table=table, w=w:
-                        emb._launch(ids, None, ids, table, table[:512], w, w, 1e-12)))
+            out.append(
+                (
+                    f"embeddings {d} D={D}",
+                    emb,
+                    "_embeddings_kernel",
+                    lambda ids=ids, table=table, w=w: emb._launch(
+                        ids, None, ids, table, table[:512], w, w, 1e-12
+                    ),
+                )
+            )
     return out
 
 
@@ -174,12 +219,16 @@ def run(archs=(90,), quick: bool = False, verbose: bool = True, only: str | None
                 if use["shared"] > limit:
                     problems.append(f"sm_{arch} {label}: {use['shared']} B shared memory > {limit}")
                 if use.get("local", 0) or use.get("stack", 0):
-                    problems.append(f"sm_{arch} {label}: register spills (stack {use.get('stack')}, "
-                                    f"local {use.get('local')})")
+                    problems.append(
+                        f"sm_{arch} {label}: register spills (stack {use.get('stack')}, "
+                        f"local {use.get('local')})"
+                    )
                 if verbose:
-                    print(f"sm_{arch} {label:<45} shared {use['shared']:>6} B  "
-                          f"regs {use.get('reg', '?'):>3}  stack {use.get('stack', '?')}  grid {grid}  {cfg}",
-                          flush=True)
+                    print(
+                        f"sm_{arch} {label:<45} shared {use['shared']:>6} B  "
+                        f"regs {use.get('reg', '?'):>3}  stack {use.get('stack', '?')}  grid {grid}  {cfg}",
+                        flush=True,
+                    )
     return problems
 
 

@@ -7,6 +7,7 @@ Each program gathers BLOCK_R rows of both tables straight from the embedding mat
 intermediate is written), adds them in fp32 and normalises in registers (layer_norm.py's row routine), so the
 embedding layer costs one read of each gathered row and one write of the output.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,9 +24,24 @@ from .layer_norm import row_block_config, row_layer_norm
 # ----------------------------------------------------------------------------------------------------------
 @triton.jit
 def _embeddings_kernel(
-    IDS, EMBEDS, POS_IDS, WORD, POS, LN_W, LN_B, Y,
-    M, D, stride_e, stride_word, stride_pos, stride_y, eps,
-    HAS_IDS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    IDS,
+    EMBEDS,
+    POS_IDS,
+    WORD,
+    POS,
+    LN_W,
+    LN_B,
+    Y,
+    M,
+    D,
+    stride_e,
+    stride_word,
+    stride_pos,
+    stride_y,
+    eps,
+    HAS_IDS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
@@ -73,10 +89,22 @@ def _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_
     _embeddings_kernel[grid](
         input_ids if input_ids is not None else position_ids,
         inputs_embeds if inputs_embeds is not None else pos_weight,
-        position_ids, word_weight, pos_weight, ln_weight.contiguous(), ln_bias.contiguous(), y,
-        M, D, inputs_embeds.stride(0) if inputs_embeds is not None else 0, word_weight.stride(0),
-        pos_weight.stride(0), y.stride(0), float(eps),
-        HAS_IDS=input_ids is not None, **cfg)
+        position_ids,
+        word_weight,
+        pos_weight,
+        ln_weight.contiguous(),
+        ln_bias.contiguous(),
+        y,
+        M,
+        D,
+        inputs_embeds.stride(0) if inputs_embeds is not None else 0,
+        word_weight.stride(0),
+        pos_weight.stride(0),
+        y.stride(0),
+        float(eps),
+        HAS_IDS=input_ids is not None,
+        **cfg,
+    )
     return y
 
 
@@ -84,36 +112,60 @@ def _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_
 # torch.library registration
 # ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::embeddings", mutates_args=())
-def _embeddings_op(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                   position_ids: torch.Tensor, word_weight: torch.Tensor, pos_weight: torch.Tensor,
-                   ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float) -> torch.Tensor:
+def _embeddings_op(
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    word_weight: torch.Tensor,
+    pos_weight: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
     return _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps)
 
 
 @_embeddings_op.register_fake
 def _(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps):
     src = word_weight if inputs_embeds is None else inputs_embeds
-    return pos_weight.new_empty((position_ids.numel(), pos_weight.shape[1]),
-                                dtype=torch.promote_types(src.dtype, pos_weight.dtype))
+    return pos_weight.new_empty(
+        (position_ids.numel(), pos_weight.shape[1]), dtype=torch.promote_types(src.dtype, pos_weight.dtype)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # public functions
 # ----------------------------------------------------------------------------------------------------------
-def embeddings_rows(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias,
-                    eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+def embeddings_rows(
+    input_ids,
+    inputs_embeds,
+    position_ids,
+    word_weight,
+    pos_weight,
+    ln_weight,
+    ln_bias,
+    eps: float = LAYER_NORM_EPS,
+) -> torch.Tensor:
     """LN(word_weight[input_ids] (or inputs_embeds) + pos_weight[position_ids]) -> (N, D)."""
     if torch.compiler.is_compiling():
-        return _embeddings_op(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight,
-                              ln_bias, float(eps))
+        return _embeddings_op(
+            input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias, float(eps)
+        )
     return _launch(input_ids, inputs_embeds, position_ids, word_weight, pos_weight, ln_weight, ln_bias, eps)
 
 
 def embeddings(emb: nn.Module, input_ids, inputs_embeds, position_ids) -> torch.Tensor:
     """The op-table entry: (emb_module, input_ids | None, inputs_embeds | None, position_ids) -> (N, D)."""
-    return embeddings_rows(input_ids, inputs_embeds, position_ids, emb.word_embeddings.weight,
-                           emb.position_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
-                           emb.LayerNorm.eps)
+    return embeddings_rows(
+        input_ids,
+        inputs_embeds,
+        position_ids,
+        emb.word_embeddings.weight,
+        emb.position_embeddings.weight,
+        emb.LayerNorm.weight,
+        emb.LayerNorm.bias,
+        emb.LayerNorm.eps,
+    )
 
 
 __all__ = ["embeddings_rows", "embeddings"]

@@ -8,6 +8,7 @@ masked), reads x and residual once, computes mean and the *two-pass* variance fr
 as F.layer_norm's biased variance; no E[x^2] - E[x]^2 cancellation), writes y once. eps = 1e-12 would
 vanish in fp16 arithmetic, which is why everything after the loads is fp32.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,9 +38,20 @@ def row_layer_norm(x, mask, W, B, cols, col_valid, D, eps):
 
 @triton.jit
 def _add_layer_norm_kernel(
-    X, RES, W, B, Y,
-    M, D, stride_x, stride_r, stride_y, eps,
-    HAS_RES: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    X,
+    RES,
+    W,
+    B,
+    Y,
+    M,
+    D,
+    stride_x,
+    stride_r,
+    stride_y,
+    eps,
+    HAS_RES: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
@@ -84,9 +96,20 @@ def _launch(x, residual, weight, bias, eps):
     cfg = row_block_config(D)
     grid = (triton.cdiv(M, cfg["BLOCK_R"]),)
     _add_layer_norm_kernel[grid](
-        x, residual if residual is not None else x, weight.contiguous(), bias.contiguous(), y,
-        M, D, x.stride(0), residual.stride(0) if residual is not None else 0, y.stride(0), float(eps),
-        HAS_RES=residual is not None, **cfg)
+        x,
+        residual if residual is not None else x,
+        weight.contiguous(),
+        bias.contiguous(),
+        y,
+        M,
+        D,
+        x.stride(0),
+        residual.stride(0) if residual is not None else 0,
+        y.stride(0),
+        float(eps),
+        HAS_RES=residual is not None,
+        **cfg,
+    )
     return y
 
 
@@ -94,8 +117,9 @@ def _launch(x, residual, weight, bias, eps):
 # torch.library registration
 # ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::add_layer_norm", mutates_args=())
-def _add_layer_norm_op(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                       bias: torch.Tensor, eps: float) -> torch.Tensor:
+def _add_layer_norm_op(
+    x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
     return _launch(x, residual, weight, bias, eps)
 
 
@@ -109,8 +133,13 @@ def _(x, residual, weight, bias, eps):
 # ----------------------------------------------------------------------------------------------------------
 # public functions
 # ----------------------------------------------------------------------------------------------------------
-def add_layer_norm_rows(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                        bias: torch.Tensor, eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+def add_layer_norm_rows(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float = LAYER_NORM_EPS,
+) -> torch.Tensor:
     """LayerNorm(x + residual) over the last dim (residual may be None). x: (..., D) -> (..., D)."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])

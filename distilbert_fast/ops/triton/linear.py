@@ -18,6 +18,7 @@ each parameter's (data_ptr, _version, dtype, device), so an in-place update, a r
 One GEMM with N = 3D reads x once; q, k, v are returned as column views of its (M, 3D) output, which the
 attention kernel reads in place through the row stride.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,12 +53,28 @@ def _apply_activation(x, ACT: tl.constexpr):
 
 @triton.jit
 def _linear_kernel(
-    X, W, BIAS, RES, Y,
-    M, N, K,
-    stride_xm, stride_wn, stride_rm, stride_ym,
-    HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    EVEN_K: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+    X,
+    W,
+    BIAS,
+    RES,
+    Y,
+    M,
+    N,
+    K,
+    stride_xm,
+    stride_wn,
+    stride_rm,
+    stride_ym,
+    HAS_BIAS: tl.constexpr,
+    HAS_RES: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -111,16 +128,34 @@ def _config(M: int, N: int, K: int, dtype: torch.dtype) -> dict:
     """Fixed block config per M bucket (DistilBERT's N, K: 768 / 2304 / 3072; docs/triton_design.md)."""
     if INTERPRET:
         # numpy interpreter: few, large programs. Caps keep tails (masks, clamps) exercised on small tests.
-        return dict(BLOCK_M=min(64, max(16, next_pow2(M))), BLOCK_N=min(128, max(16, next_pow2(N))),
-                    BLOCK_K=min(128, max(16, next_pow2(K))), GROUP_M=8, num_warps=4, num_stages=1)
+        return dict(
+            BLOCK_M=min(64, max(16, next_pow2(M))),
+            BLOCK_N=min(128, max(16, next_pow2(N))),
+            BLOCK_K=min(128, max(16, next_pow2(K))),
+            GROUP_M=8,
+            num_warps=4,
+            num_stages=1,
+        )
     if dtype == torch.float32:  # 4-byte operands: half the K depth for the same shared memory
         if M <= 64:
-            return dict(BLOCK_M=max(16, min(64, next_pow2(M))), BLOCK_N=64, BLOCK_K=32, GROUP_M=8,
-                        num_warps=4, num_stages=4)
+            return dict(
+                BLOCK_M=max(16, min(64, next_pow2(M))),
+                BLOCK_N=64,
+                BLOCK_K=32,
+                GROUP_M=8,
+                num_warps=4,
+                num_stages=4,
+            )
         return dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)
     if M <= 64:  # weight-streaming bound: narrow N tiles -> more CTAs reading W in parallel
-        return dict(BLOCK_M=max(16, min(64, next_pow2(M))), BLOCK_N=32 if N <= 1024 else 64, BLOCK_K=128,
-                    GROUP_M=8, num_warps=4, num_stages=4)
+        return dict(
+            BLOCK_M=max(16, min(64, next_pow2(M))),
+            BLOCK_N=32 if N <= 1024 else 64,
+            BLOCK_K=128,
+            GROUP_M=8,
+            num_warps=4,
+            num_stages=4,
+        )
     if M <= 256:  # still below the ridge point (~600 tokens): favour CTA count over tile reuse
         return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4)
     if M <= 1024:
@@ -154,11 +189,26 @@ def _launch(x, weight, bias, act, residual, config=None):
         cfg.update(config)
     grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]),)
     _linear_kernel[grid](
-        x2, weight, bias if bias is not None else weight, residual if residual is not None else y, y,
-        M, N, K,
-        x2.stride(0), weight.stride(0), residual.stride(0) if residual is not None else 0, y.stride(0),
-        HAS_BIAS=bias is not None, HAS_RES=residual is not None, ACT=ACTIVATIONS[act],
-        EVEN_K=K % cfg["BLOCK_K"] == 0, UPCAST=upcast_dot(x2.dtype), PREC=dot_precision(x2.dtype), **cfg)
+        x2,
+        weight,
+        bias if bias is not None else weight,
+        residual if residual is not None else y,
+        y,
+        M,
+        N,
+        K,
+        x2.stride(0),
+        weight.stride(0),
+        residual.stride(0) if residual is not None else 0,
+        y.stride(0),
+        HAS_BIAS=bias is not None,
+        HAS_RES=residual is not None,
+        ACT=ACTIVATIONS[act],
+        EVEN_K=K % cfg["BLOCK_K"] == 0,
+        UPCAST=upcast_dot(x2.dtype),
+        PREC=dot_precision(x2.dtype),
+        **cfg,
+    )
     return y.reshape(*lead, N)
 
 
@@ -166,8 +216,13 @@ def _launch(x, weight, bias, act, residual, config=None):
 # torch.library registration
 # ----------------------------------------------------------------------------------------------------------
 @torch.library.custom_op("distilbert_fast_triton::linear", mutates_args=())
-def _linear_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: str | None,
-               residual: torch.Tensor | None) -> torch.Tensor:
+def _linear_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    act: str | None,
+    residual: torch.Tensor | None,
+) -> torch.Tensor:
     return _launch(x, weight, bias, act, residual)
 
 
@@ -180,9 +235,14 @@ def _(x, weight, bias, act, residual):
 # ----------------------------------------------------------------------------------------------------------
 # public functions
 # ----------------------------------------------------------------------------------------------------------
-def linear_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 act: str | None = None, residual: torch.Tensor | None = None,
-                 config: dict | None = None) -> torch.Tensor:
+def linear_fused(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    act: str | None = None,
+    residual: torch.Tensor | None = None,
+    config: dict | None = None,
+) -> torch.Tensor:
     """act(x @ weight.T + bias) + residual. x: (..., K), weight: (N, K) -> (..., N).
     config overrides block sizes (tests); None = the fixed table."""
     if torch.compiler.is_compiling() and not config:
@@ -203,8 +263,9 @@ def _key(linears) -> object:
     return weights_key(list(linears))
 
 
-def fused_qkv_weights(attn: nn.Module,
-                      attr: str = "_dbf_triton_qkv") -> tuple[torch.Tensor, torch.Tensor | None]:
+def fused_qkv_weights(
+    attn: nn.Module, attr: str = "_dbf_triton_qkv"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """([Wq; Wk; Wv] (3D, D), [bq; bk; bv] (3D,) or None), cached on `attn`, rebuilt when a weight changed."""
     linears = (attn.q_lin, attn.k_lin, attn.v_lin)
     key = _key(linears)
@@ -212,8 +273,11 @@ def fused_qkv_weights(attn: nn.Module,
     if cached is None or cached[0] != key:
         with torch.no_grad():
             w = torch.cat([lin.weight.detach() for lin in linears]).contiguous()
-            b = None if attn.q_lin.bias is None else \
-                torch.cat([lin.bias.detach() for lin in linears]).contiguous()
+            b = (
+                None
+                if attn.q_lin.bias is None
+                else torch.cat([lin.bias.detach() for lin in linears]).contiguous()
+            )
         cached = (key, (w, b))
         attn.__dict__[attr] = cached
     return cached[1]

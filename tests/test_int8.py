@@ -1,0 +1,204 @@
+"""int8 path: each fused C++ quantizing kernel vs the PyTorch reference (ops/int8/reference.py), the oneDNN
+GEMM vs exact integer math, and whole quantized models (cpp vs the torch reference, vs fp32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import distilbert_fast as dbf
+from distilbert_fast.ops import int8
+from distilbert_fast.ops.int8 import cpp as C
+from distilbert_fast.ops.int8 import reference as R
+
+needs_cpp = pytest.mark.skipif(not C.available(), reason="C++ int8 kernels not built")
+DTYPES = (torch.float32, torch.bfloat16)
+ROWS = (1, 33, 257, 512)
+
+
+def _close(got, ref, dtype):
+    # fp32: the same fp32 ops in another order (LayerNorm sums); bf16: one bf16 rounding of nearly equal fp32
+    # values can land one ulp apart (2**-8 relative), ~2e-2 as every bf16 comparison in this suite.
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    err = ((got.float() - ref.float()).abs() / (1 + ref.float().abs())).max().item() if got.numel() else 0.0
+    assert err <= tol, err
+
+
+def test_reference_quantize_rows_roundtrip():
+    x = torch.randn(33, 64) * 5
+    x[3] = 0  # an all-zero row: scale 1, zeros, no NaN
+    q, s = R.quantize_rows(x)
+    assert q.dtype == torch.uint8 and s.shape == (33,)
+    assert s[3] == 1 and (q[3] == 128).all()
+    deq = (q.float() - 128) * s[:, None]
+    assert ((deq - x).abs() <= s[:, None] / 2 + 1e-6).all()  # at most half a step off
+    assert ((q.int() - 128).abs().amax(1)[torch.arange(33) != 3] == 127).all()  # the row max maps to 127
+
+
+def test_reference_weight_quantization():
+    w = torch.randn(48, 32)
+    q, s = R.quantize_weight(w)
+    assert q.dtype == torch.int8 and (q.abs().amax(1) == 127).all()
+    assert (R.dequantize_weight(q, s) - w).abs().max() <= s.max() / 2 + 1e-6
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", ROWS)
+def test_quantize_rows_kernel(n, dtype):
+    torch.manual_seed(n)
+    x = (torch.randn(n, 3 * 64 + 5) * 3).to(dtype)
+    x[0] = 0
+    q, s = C.quantize_rows(x)
+    qr, sr = R.quantize_rows(x)
+    assert torch.equal(q, qr) and torch.equal(s, sr)
+    # row-strided view (a column slice of a wider tensor), read in place
+    wide = torch.randn(n, 384).to(dtype)
+    q, s = C.quantize_rows(wide[:, 64:192])
+    qr, sr = R.quantize_rows(wide[:, 64:192])
+    assert torch.equal(q, qr) and torch.equal(s, sr)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", ROWS)
+@pytest.mark.parametrize("residual", [True, False])
+def test_add_layer_norm_quant_kernel(n, dtype, residual):
+    torch.manual_seed(n)
+    D = 96
+    x = (torch.randn(n, D) * 3).to(dtype)
+    r = torch.randn(n, D).to(dtype) if residual else None
+    w, b = torch.randn(D), torch.randn(D)
+    y, q, s = C.add_layer_norm_quant(x, r, w, b, 1e-12)
+    yr, _, _ = R.layer_norm_quant(x, r, w, b, 1e-12)
+    assert y.dtype == dtype
+    _close(y, yr, dtype)
+    q2, s2 = R.quantize_rows(y)  # exactly the quantization of the rows it returned
+    assert torch.equal(q, q2) and torch.equal(s, s2)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embeddings_quant_kernel(dtype):
+    torch.manual_seed(0)
+    V, P, D, n = 50, 40, 64, 257
+    word, pos = torch.randn(V, D).to(dtype), torch.randn(P, D).to(dtype)
+    w, b = torch.randn(D), torch.randn(D)
+    ids, positions = torch.randint(0, V, (n,)), torch.randint(0, P, (n,))
+    y, q, s = C.embeddings_quant(ids, positions, word, pos, w, b, 1e-12)
+    yr, _, _ = R.embeddings_quant(ids, positions, word, pos, w, b, 1e-12)
+    _close(y, yr, dtype)
+    q2, s2 = R.quantize_rows(y)
+    assert torch.equal(q, q2) and torch.equal(s, s2)
+    with pytest.raises(RuntimeError, match="input_ids"):
+        C.embeddings_quant(torch.tensor([V]), torch.tensor([0]), word, pos, w, b, 1e-12)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [None, "gelu", "gelu_new", "relu", "silu"])
+@pytest.mark.parametrize("n", (1, 33, 257))
+def test_epilogue_kernel(n, act, dtype):
+    torch.manual_seed(n)
+    F = 3 * 64 + 7
+    acc, xs, bias = torch.randn(n, F) * 40, torch.rand(n) * 0.1, torch.randn(F)
+    for want_quant in (False, True):
+        y, q, s = C.epilogue(acc, xs, bias, act, dtype, want_quant)
+        yr, _, _ = R.epilogue(acc, xs, bias, act, dtype, want_quant)
+        assert y.dtype == dtype
+        _close(y, yr, dtype)
+        if want_quant:
+            q2, s2 = R.quantize_rows(y)
+            assert torch.equal(q, q2) and torch.equal(s, s2)
+    y, _, _ = C.epilogue(acc, xs, None, act, dtype, False)
+    _close(y, R.epilogue(acc, xs, None, act, dtype, False)[0], dtype)
+    with pytest.raises(RuntimeError, match="act must be one of"):
+        C.epilogue(acc, xs, bias, "tanh", dtype, False)
+    with pytest.raises(RuntimeError, match="x_scale"):
+        C.epilogue(acc, xs[:-1] if n > 1 else xs.repeat(2), bias, None, dtype, False)
+
+
+@needs_cpp
+@pytest.mark.parametrize("n", (1, 33, 257))
+def test_onednn_gemm_is_exact_integer_math(n):
+    """The oneDNN u8s8 GEMM returns exactly int32 sum * w_scale (zero point 128 removed)."""
+    torch.manual_seed(n)
+    lin = torch.nn.Linear(96, 80)
+    q_w, s_w = R.quantize_weight(lin.weight)
+    lin.register_buffer("weight_int8", q_w)
+    lin.register_buffer("weight_scale", s_w)
+    qx, xs = R.quantize_rows(torch.randn(n, 96))
+    p = C.PackedInt8([lin])
+    got = p.gemm(qx)
+    ref = R.int_matmul(qx, q_w).float() * s_w
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dbf.DistilBertConfig(vocab_size=101, dim=64, n_heads=4, n_layers=2, hidden_dim=96, **kw)
+    return dbf.DistilBertModel(cfg, backend="torch").eval()
+
+
+def _inputs():
+    torch.manual_seed(1)
+    ids = torch.randint(0, 101, (4, 33))
+    mask = torch.ones(4, 33, dtype=torch.long)
+    mask[1, 20:] = 0
+    mask[2, 1:] = 0  # a single real token
+    return ids, mask
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_quantized_model_cpp_matches_reference(dtype):
+    model = _model().to(dtype)
+    ids, mask = _inputs()
+    with torch.no_grad():
+        fp = model(ids, attention_mask=mask).last_hidden_state
+        int8.quantize_model_(model)
+        ref = model(ids, attention_mask=mask).last_hidden_state  # torch backend: the reference int8 path
+        model.set_backend("cpp")
+        got = model(ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    assert torch.isfinite(got).all()
+    # Same math; a row whose fp32 value sits on a rounding boundary may quantize one step apart.
+    tol = 2e-3 if dtype == torch.float32 else 5e-2
+    assert (got[keep].float() - ref[keep].float()).abs().max() <= tol
+    cos = torch.nn.functional.cosine_similarity(got[keep].float(), fp[keep].float())
+    assert cos.min() > 0.99
+
+
+def test_quantized_model_reference_close_to_fp32():
+    model = _model()
+    ids, mask = _inputs()
+    with torch.no_grad():
+        fp = model(ids, attention_mask=mask).last_hidden_state
+        int8.quantize_model_(model)
+        q = model(ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    assert torch.nn.functional.cosine_similarity(q[keep], fp[keep]).min() > 0.999
+    assert model.config.quantization_config["quant_method"] == "distilbert_fast_int8"
+    # the float weights now hold the dequantized int8 weights: the reference fp path computes with them
+    lin = model.transformer.layer[0].ffn.lin1
+    assert torch.equal(lin.weight, R.dequantize_weight(lin.weight_int8, lin.weight_scale))
+
+
+def test_check_quantize_names_the_argument():
+    assert int8.check_quantize(None) is None and int8.check_quantize("int8") == "int8"
+    with pytest.raises(ValueError, match="quantize must be"):
+        int8.check_quantize("int4")
+
+
+@needs_cpp
+def test_quantized_model_deepcopy_repacks():
+    import copy
+
+    model = _model()
+    int8.quantize_model_(model)
+    model.set_backend("cpp")
+    ids, mask = _inputs()
+    with torch.no_grad():
+        a = model(ids, attention_mask=mask).last_hidden_state
+        clone = copy.deepcopy(model)  # the packed oneDNN weight is not copied: the clone repacks
+        assert torch.equal(clone(ids, attention_mask=mask).last_hidden_state, a)
