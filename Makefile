@@ -11,7 +11,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 
 # torch first, then the project without build isolation so setup.py prebuilds the C++ extension against it
 # (with a record of that torch: a later torch upgrade makes the package compile a matching one on first use).
-$(VENV)/.installed: pyproject.toml setup.py distilbert_fast/ops/_build.py $(wildcard csrc/*.cpp csrc/*.h)
+$(VENV)/.installed: pyproject.toml setup.py distilbert_fast/ops/build.py $(wildcard csrc/*.cpp csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip setuptools wheel
 	$(PIP) install "$(TORCH_SPEC)" numpy ninja

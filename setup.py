@@ -4,7 +4,7 @@ compiled here or on first use depends on the build environment:
 * pip's default isolated build (`pip install .`, `pip install <sdist>`, `python -m build`) has no torch (the
   build requirements deliberately leave it out: a build-time torch is whatever the resolver picks, not the
   one that will run the code). The result is a pure wheel holding csrc/ as distilbert_fast/_csrc/, and
-  distilbert_fast/ops/_build.py compiles it against the running torch on first use, once per machine.
+  distilbert_fast/ops/build.py compiles it against the running torch on first use, once per machine.
 * With torch importable (`pip install --no-build-isolation ...`, the Makefile, `python setup.py build_ext
   --inplace`) the extension `distilbert_fast._C` is also built now, -march=native by default
   (DISTILBERT_FAST_MARCH overrides), with a record `_C.build.json` of what it was built from and for. At run
@@ -29,9 +29,9 @@ CSRC = os.path.join(HERE, "csrc")
 
 
 def _build_helpers():
-    """distilbert_fast/ops/_build.py, imported by path: importing the package would need its dependencies."""
+    """distilbert_fast/ops/build.py, imported by path: importing the package would need its dependencies."""
     spec = importlib.util.spec_from_file_location("_dbf_build", os.path.join(HERE, "distilbert_fast", "ops",
-                                                                            "_build.py"))
+                                                                            "build.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

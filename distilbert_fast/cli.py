@@ -464,7 +464,7 @@ def cmd_bench(args) -> int:
 
 
 def cpu_features() -> dict[str, bool]:
-    from .ops._build import cpu_flags
+    from .ops.build import cpu_flags
 
     flags = cpu_flags()
     return {
@@ -499,7 +499,7 @@ def cmd_info(args) -> int:
     print(f"transformers: {hf_version}")
     print(f"tokenizers: {tok_version}")
     print(f"backends: {', '.join(available_backends())}")
-    from .ops import _build, cpp
+    from .ops import build, cpp
 
     if cpp.AVAILABLE:
         b = cpp.BUILD_INFO
@@ -509,7 +509,7 @@ def cmd_info(args) -> int:
         )
     else:
         print(f"cpp extension: unavailable: {cpp.IMPORT_ERROR}")
-    print(f"cpp cache: {_build.cache_root()} (DISTILBERT_FAST_CACHE_DIR)")
+    print(f"cpp cache: {build.cache_root()} (DISTILBERT_FAST_CACHE_DIR)")
     requested = os.environ.get("DISTILBERT_FAST_BACKEND", "auto")
     print(f"default backend: {requested} -> {available_backends()[0] if requested == 'auto' else requested}")
     print("cpu features: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in features.items()))

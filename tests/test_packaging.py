@@ -1,4 +1,4 @@
-"""Packaging and the C++ extension loader (distilbert_fast/ops/_build.py).
+"""Packaging and the C++ extension loader (distilbert_fast/ops/build.py).
 
 Fast tests check the loader's decisions: when a prebuilt _C may be loaded, what keys the first-use cache,
 what a failed build or a missing compiler reports, and what `distilbert-fast info` shows.
@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distilbert_fast.ops import _build, cpp
+from distilbert_fast.ops import build as _build
+from distilbert_fast.ops import cpp
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_CXX = _build.compiler() is not None

@@ -1,7 +1,7 @@
 """C++ CPU kernels (csrc/, built as `distilbert_fast._C`): guarded import, fake kernels, thin wrappers.
 
 `AVAILABLE` says whether the extension loaded (a prebuilt `_C` matching this torch, or one compiled on first
-use: ops/_build.py), `BUILD_INFO` how it was built, `IMPORT_ERROR` why not and how to fix it (None when it
+use: ops/build.py), `BUILD_INFO` how it was built, `IMPORT_ERROR` why not and how to fix it (None when it
 loaded). Setting DISTILBERT_FAST_NO_EXT=1 disables it at runtime too. The ops live under
 `torch.ops.distilbert_fast`:
 
@@ -26,16 +26,16 @@ LAYER_NORM_EPS = 1e-12
 
 AVAILABLE: bool = False
 IMPORT_ERROR: str | None = None
-BUILD_INFO: dict | None = None  # how the loaded library was built and where it came from (see _build.load)
+BUILD_INFO: dict | None = None  # how the loaded library was built and where it came from (see build.load)
 
 # Loading the library registers torch.ops.distilbert_fast.*: a matching prebuilt _C, else a per-machine
-# build compiled on first use against this torch (ops/_build.py says when and why).
+# build compiled on first use against this torch (ops/build.py says when and why).
 try:
-    from . import _build
+    from . import build
 
-    BUILD_INFO = _build.load()
+    BUILD_INFO = build.load()
     AVAILABLE = True
-except _build.ExtensionUnavailable as e:
+except build.ExtensionUnavailable as e:
     IMPORT_ERROR = str(e)
 except Exception as e:  # an unexpected failure must not break the pure-PyTorch path
     IMPORT_ERROR = f"{type(e).__name__}: {e}"
