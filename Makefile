@@ -41,8 +41,14 @@ test: $(VENV)/.test-installed
 	DISTILBERT_FAST_REQUIRE_EXT=$(if $(filter 1,$(DISTILBERT_FAST_NO_EXT)),0,1) $(PY) -m pytest -q tests
 
 # Style: ruff's lint rules and its formatter (config in pyproject.toml); check only, never rewrites files.
+# Lint needs ruff only, not the package or its C++ build.
 LINT_PATHS ?= distilbert_fast tests bench
-lint: $(VENV)/.test-installed
+$(VENV)/.lint-installed:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install ruff
+	touch $@
+
+lint: $(VENV)/.lint-installed
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
 

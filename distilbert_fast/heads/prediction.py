@@ -221,8 +221,8 @@ class MultipleChoiceHead(PredictionHead):
         )
 
 
-class TaggingHead(PredictionHead):
-    head_type = "tagging"
+class PerTokenHead(PredictionHead):
+    """A head on every token row (tagging, QA): the same constructor and config keys."""
 
     def __init__(
         self,
@@ -246,6 +246,10 @@ class TaggingHead(PredictionHead):
             },
         )
         self.build(model_config)
+
+
+class TaggingHead(PerTokenHead):
+    head_type = "tagging"
 
     def run(self, ops, enc, attention_mask, return_dict, labels=None, **kwargs):
         logits = enc.layout.unpack(self.mlp(ops, enc.hidden))  # rows (N, L) -> (B, S, L)
@@ -262,31 +266,8 @@ class TaggingHead(PredictionHead):
         )
 
 
-class QuestionAnsweringHead(PredictionHead):
+class QuestionAnsweringHead(PerTokenHead):
     head_type = "question_answering"
-
-    def __init__(
-        self,
-        model_config,
-        head_name,
-        num_labels=2,
-        layers=1,
-        activation_function="tanh",
-        id2label=None,
-        dropout_prob=None,
-    ):
-        super().__init__(
-            head_name,
-            {
-                "head_type": self.head_type,
-                "num_labels": num_labels,
-                "layers": layers,
-                "activation_function": activation_function,
-                "label2id": _label2id(id2label),
-                "dropout_prob": dropout_prob,
-            },
-        )
-        self.build(model_config)
 
     def run(self, ops, enc, attention_mask, return_dict, start_positions=None, end_positions=None, **kwargs):
         logits = enc.layout.unpack(self.mlp(ops, enc.hidden))  # (B, S, 2)
