@@ -19,7 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytest.importorskip("triton", reason="triton is not installed")
 
-from test_properties import FLT_MAX, check_like_reference, loop_reference, poison, rows  # noqa: E402
+from property_helpers import FLT_MAX, check_like_reference, loop_reference, poison, rows  # noqa: E402
 
 import distilbert_fast.ops.triton as T  # noqa: E402
 from distilbert_fast.ops import reference as R  # noqa: E402
