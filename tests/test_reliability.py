@@ -204,3 +204,41 @@ def test_to_inside_own_forward_is_a_clear_error():
     m.register_forward_pre_hook(lambda mod, args: mod.to(torch.float64))
     with pytest.raises(RuntimeError, match="from inside a forward of the same model"):
         m(torch.randint(0, 101, (1, 4)))
+
+
+@pytest.mark.parametrize("kind", ["float", "int8", "heads"])
+def test_pickle_and_torch_save_round_trip(kind):
+    """A whole model pickles (torch.save(model), multiprocessing, Ray object refs): the op table travels by
+    backend name and prepacked weights start empty on the other side, so outputs are unchanged."""
+    import io
+    import pickle
+
+    import distilbert_fast as dbf
+    from distilbert_fast.ops import int8
+
+    config = DistilBertConfig(**small_config())
+    torch.manual_seed(0)
+    if kind == "heads":
+        m = dbf.DistilBertModelWithHeads(config)
+        m.add_adapter("a", config="seq_bn", set_active=True)
+        m.add_classification_head("a", num_labels=3)
+    else:
+        m = dbf.DistilBertForSequenceClassification(config)
+    if kind == "int8":
+        int8.quantize_model_(m)
+    m.eval()
+    ids = torch.randint(1, 101, (3, 9))
+    mask = (torch.arange(9) < torch.tensor([[9], [4], [1]])).long()
+    with torch.inference_mode():
+        want = m(ids, attention_mask=mask).logits  # prepacks the weights of this backend
+    for clone in (pickle.loads(pickle.dumps(m)), _torch_save_load(m, io)):
+        assert clone.ops is m.ops  # the same process-wide table, found by name
+        with torch.inference_mode():
+            assert torch.equal(clone(ids, attention_mask=mask).logits, want)
+
+
+def _torch_save_load(m, io):
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)

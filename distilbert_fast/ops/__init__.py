@@ -37,6 +37,12 @@ class OpTable:
     attention: Callable  # (q, k, v, layout, n_heads, head_mask, dropout_p, need_weights) -> (ctx, probs)
     prepare: Callable = lambda: None  # process-level set-up, run when a model is prepared for inference
 
+    def __reduce__(self):
+        # A table holds closures, which pickle cannot store; a pickled model (torch.save(model), a
+        # multiprocessing or Ray hand-off) stores the backend's name and finds the process's own table on
+        # load, or raises there with the reason that backend cannot run.
+        return (resolve_backend, (self.name,))
+
 
 def _cpp_prepare() -> None:
     # glibc serves every allocation over 32 MiB (e.g. the (tokens, 3072) FFN activation of a 32x128 batch)
