@@ -53,7 +53,7 @@ lint: $(VENV)/.lint-installed
 	$(PY) -m ruff format --check $(LINT_PATHS)
 
 bench: $(VENV)/.test-installed
-	$(PIP) install "$(TORCH_SPEC)" onnx onnxruntime onnxscript ctranslate2
+	$(call install_extras,bench)
 	$(PY) bench/bench_e2e.py
 
 # Golden outputs of the `adapters` library (tests/fixtures/adapters/, committed). It pins transformers 4.57, so it
