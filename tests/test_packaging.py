@@ -85,6 +85,32 @@ def test_cache_key_follows_sources_march_and_cache_dir(tmp_path, monkeypatch):
     assert _build.cache_dir(src) != d
 
 
+def test_prune_keeps_the_most_recently_used_entries_and_skips_locked_ones(tmp_path):
+    import fcntl
+    import os
+
+    root = tmp_path / "torch-x"
+    entries = []
+    for i in range(7):  # entry i last used at time 1000 + i
+        d = root / f"native-{i:016x}"
+        d.mkdir(parents=True)
+        (d / f"{_build.LIB_NAME}.so").write_bytes(b"x")
+        lock = d.with_name(d.name + ".lock")
+        lock.touch()
+        os.utime(lock, (1000 + i, 1000 + i))
+        entries.append(d)
+    current = entries[0]  # the entry this process uses: kept although its lock is the oldest
+    with open(entries[1].with_name(entries[1].name + ".lock"), "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process is loading entry 1
+        removed = _build.prune(current, keep=3)
+    # kept: current + the 2 most recently used (6, 5) + the held one (1); the rest removed with their locks
+    assert sorted(removed) == sorted(entries[i] for i in (2, 3, 4))
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(
+        entries[i].name for i in (0, 1, 5, 6)
+    )
+    assert not (root / f"{entries[2].name}.lock").exists()
+
+
 @pytest.mark.skipif(not HAS_CXX, reason="no C++ compiler")
 def test_required_flags_follow_march():
     base, v4 = _build.required_flags("x86-64"), _build.required_flags("x86-64-v4")

@@ -229,6 +229,38 @@ def cached_library(d: Path) -> Path:
     return d / f"{LIB_NAME}.so"
 
 
+KEEP_ENTRIES = 4  # cache entries kept per torch/python directory: each is a ~10 MB library
+
+
+def prune(current: Path, keep: int = KEEP_ENTRIES) -> list[Path]:
+    """Delete the least recently used sibling entries of `current` beyond `keep` (every source edit or torch
+    rebuild makes a new one; nothing else ever removes them). An entry's last use is the mtime of its lock
+    file, touched on every load. Entries whose lock another process holds are skipped, so a process building
+    or loading one is never disturbed. Returns the deleted directories."""
+    import fcntl
+
+    locks = sorted(
+        (
+            p
+            for p in current.parent.glob("*.lock")
+            if p.with_suffix("") != current and p.with_suffix("").is_dir()
+        ),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    removed = []
+    for lock in locks[max(0, keep - 1) :]:
+        with open(lock, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            removed.append(lock.with_suffix(""))
+    return removed
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path):
     """An exclusive flock on `path` (released by the OS if the holder dies); says so when it has to wait."""
@@ -377,8 +409,9 @@ def _load() -> dict:
             + "; reinstall from the sdist or a source checkout: pip install distilbert_fast"
         )
     d = cache_dir(src)
+    lock = d.with_name(d.name + ".lock")
     try:
-        with _file_lock(d.with_name(d.name + ".lock")):
+        with _file_lock(lock):
             failed = d / "failed.json"
             if failed.is_file():
                 raise ExtensionUnavailable(json.loads(failed.read_text())["reason"])
@@ -388,6 +421,9 @@ def _load() -> dict:
                 build(src, d, note)
                 origin = "compiled now"
             record = json.loads(rec_path.read_text())
+            os.utime(lock)  # this entry's last use, read by prune()
+        with contextlib.suppress(OSError):  # housekeeping must never cost the extension
+            prune(d)
     except OSError as e:  # e.g. a read-only home directory
         raise ExtensionUnavailable(
             f"cannot use the build cache {d} ({type(e).__name__}: {e}); set "
