@@ -80,6 +80,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def add_quantize_argument(p: argparse.ArgumentParser) -> None:
+    """`--quantize int8`, one spelling on every command that loads a model."""
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="int8 GEMMs with dynamic per-token activation quantization (README: int8)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="DistilBERT inference with fused kernels (distilbert_fast).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -103,12 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_positive_int, default=32)
     run.add_argument("--dtype", choices=DTYPES, default=None)
     run.add_argument("--backend", choices=BACKENDS, default=None)
-    run.add_argument(
-        "--quantize",
-        choices=("int8",),
-        default=None,
-        help="int8 GEMMs with dynamic per-token activation quantization (README: int8)",
-    )
+    add_quantize_argument(run)
     run.add_argument(
         "--top-k", type=_positive_int, default=None, help="text-classification, fill-mask, question-answering"
     )
@@ -136,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=_positive_int, default=5, help="timed runs (median reported)")
     bench.add_argument("--dtype", choices=DTYPES, default=None)
     bench.add_argument("--backend", choices=BACKENDS, default=None)
+    add_quantize_argument(bench)
 
     sub.add_parser("info", help="versions, backends, CPU features, threads")
 
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("src")
     conv.add_argument("dst")
     conv.add_argument("--dtype", choices=DTYPES, default=None)
+    add_quantize_argument(conv)  # writes an int8 checkpoint (int8 weights + scales, quantization_config)
     conv.add_argument(
         "--class",
         dest="class_name",
@@ -389,7 +396,7 @@ def cmd_bench(args) -> int:
     ours_cls = MODEL_CLASSES.get(arch) or MODEL_CLASSES.get("Distil" + arch) or DistilBertModel
     dtype = getattr(torch, args.dtype) if args.dtype else None
     tok = DistilBertTokenizer.from_pretrained(model_dir)
-    ours = ours_cls.from_pretrained(model_dir, dtype=dtype, backend=args.backend)
+    ours = ours_cls.from_pretrained(model_dir, dtype=dtype, backend=args.backend, quantize=args.quantize)
     max_len = min(tok.model_max_length, ours.config.max_position_embeddings)
     order = sorted(texts, key=len, reverse=True)
     batches = [
@@ -416,7 +423,7 @@ def cmd_bench(args) -> int:
         (
             "distilbert_fast",
             ours.backend,
-            str(ours.dtype).removeprefix("torch."),
+            str(ours.dtype).removeprefix("torch.") + ("+int8" if args.quantize else ""),
             median_seconds(run(ours), args.runs),
         )
     ]
@@ -545,7 +552,9 @@ def cmd_convert(args) -> int:
             else "DistilBertModel"
         )
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    model = MODEL_CLASSES[name].from_pretrained(model_dir, dtype=dtype, backend="torch")
+    model = MODEL_CLASSES[name].from_pretrained(
+        model_dir, dtype=dtype, backend="torch", quantize=args.quantize
+    )
     model.save_pretrained(dst)
     copied = []
     if any((model_dir / f).exists() for f in TOKENIZER_FILES):
@@ -583,7 +592,7 @@ def cmd_convert(args) -> int:
     extra = f" with {', '.join(copied)}" if copied else ""
     print(
         f"{PROG}: saved {name} ({model.num_parameters() / 1e6:.1f}M parameters, "
-        f"{str(model.dtype).removeprefix('torch.')}) to {dst}{extra}",
+        f"{str(model.dtype).removeprefix('torch.')}{', int8 GEMMs' if args.quantize else ''}) to {dst}{extra}",
         file=sys.stderr,
     )
     return 0

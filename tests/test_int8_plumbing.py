@@ -160,3 +160,29 @@ def test_cli_run_quantize(ckpt, tmp_path):
         timeout=300,
     )
     assert bad.returncode != 0 and "--quantize" in bad.stderr
+
+
+def test_cli_convert_and_bench_quantize(ckpt, tmp_path, capsys):
+    """`--quantize int8` on convert writes the int8 checkpoint from_pretrained(quantize="int8") saves; on
+    bench it times the int8 model."""
+    from distilbert_fast.cli import main
+
+    dst = tmp_path / "q"
+    assert main(["convert", str(ckpt), str(dst), "--quantize", "int8"]) == 0
+    assert "int8 GEMMs" in capsys.readouterr().err
+    cfg = json.loads((dst / "config.json").read_text())
+    assert cfg["quantization_config"]["quant_method"] == "distilbert_fast_int8"
+    converted = dbf.DistilBertForSequenceClassification.from_pretrained(dst)
+    direct = dbf.DistilBertForSequenceClassification.from_pretrained(ckpt, quantize="int8")
+    ids, mask = _ids()
+    with torch.no_grad():
+        assert torch.equal(
+            converted(ids, attention_mask=mask).logits, direct(ids, attention_mask=mask).logits
+        )
+    texts = tmp_path / "t.txt"
+    texts.write_text("a fine film\nan awful film\n", encoding="utf-8")
+    assert (
+        main(["bench", "--model", str(ckpt), "--input", str(texts), "--runs", "1", "--quantize", "int8"]) == 0
+    )
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("distilbert_fast"))
+    assert "float32+int8" in line
