@@ -57,7 +57,8 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/bench_e2e.py
 
 # Golden outputs of the `adapters` library (tests/fixtures/adapters/, committed). It pins transformers 4.57, so it
-# gets a venv of its own; rerunning reproduces the committed files byte for byte.
+# gets a venv of its own; rerunning on the same CPU reproduces the committed files byte for byte (another CPU's
+# float kernels differ in the last bits, ~1e-6 relative; the tests allow 1e-5).
 ADAPTERS_VENV ?= /tmp/adapters-venv
 fixtures:
 	test -x $(ADAPTERS_VENV)/bin/python || $(PYTHON) -m venv $(ADAPTERS_VENV)

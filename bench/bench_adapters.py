@@ -167,15 +167,7 @@ def main(argv=None) -> int:
     ]
     out.append("\n## Adapter overhead vs the plain model (input tokens/s, head cls)\n")
     out.append(common.markdown_table(["setup", "tokens/s", "time vs plain", "noise (IQR)"], rows))
-    n_params = {
-        n: sum(
-            p.numel()
-            for _, layer in model._adapter_layers()
-            if n in layer.adapters
-            for p in layer.adapters[n].parameters()
-        )
-        for n in ("seq_a", "dbl_a")
-    }
+    n_params = {n: sum(p.numel() for p in model.adapter_params(n)) for n in ("seq_a", "dbl_a")}
     out.append(
         f"\nAdapter parameters: seq_bn {n_params['seq_a']:,}, double_seq_bn {n_params['dbl_a']:,} "
         f"(encoder {model.distilbert.num_parameters():,})."

@@ -59,6 +59,8 @@ def check_graphable(model) -> None:
             raise NotImplementedError(
                 "CUDA graphs: a multiple_choice head groups rows by choice; run it eagerly"
             )
+    elif model.has_parallel_adapters:  # a static class's outputs would hold k copies of the batch
+        raise NotImplementedError("CUDA graphs: a Parallel adapter setup on a static class; run it eagerly")
 
 
 def static_forward(
@@ -76,7 +78,8 @@ def static_forward(
         heads, run = model.plan_call()
         enc = base.encode_rows(table, layout, input_ids, adapters=run)
         return model.run_heads(table, enc, heads, run)
-    return model.run_head(table, base.encode_rows(table, layout, input_ids))
+    # the active adapters (adapters/mixin.py), as an eager call without adapter_names runs them
+    return model.run_head(table, base.encode_rows(table, layout, input_ids, adapters=model.adapter_run()))
 
 
 def slice_output(out, B: int, S: int):
@@ -148,7 +151,8 @@ class CudaGraphRunner:
         if isinstance(self.model, DistilBertModelWithHeads):
             heads, run = self.model.plan_call()
             return (*bucket, repr(None if run is None else run.setup), tuple(heads))
-        return bucket
+        setup = self.model.adapter_setup()  # a static class's active adapters
+        return bucket if setup is None else (*bucket, repr(setup))
 
     def capture_all(self) -> CudaGraphRunner:
         for bucket in self.buckets:

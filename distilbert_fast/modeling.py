@@ -23,6 +23,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from . import ops as ops_mod
+from .adapters import ModelAdaptersMixin
 from .config import DistilBertConfig
 from .loading import from_pretrained as _load_pretrained
 from .loading import is_encoder_key
@@ -186,7 +187,7 @@ class Encoded:
 # ----------------------------------------------------------------------------------------------------------
 # Base class: weights init, backend, checkpoints
 # ----------------------------------------------------------------------------------------------------------
-class DistilBertPreTrainedModel(PreTrainedModelMixin, nn.Module):
+class DistilBertPreTrainedModel(ModelAdaptersMixin, PreTrainedModelMixin, nn.Module):
     config_class = DistilBertConfig
     base_model_prefix = "distilbert"
 
@@ -389,6 +390,11 @@ class DistilBertPreTrainedModel(PreTrainedModelMixin, nn.Module):
     def config_to_save(self) -> dict:
         """config.json as save_pretrained writes it."""
         d = self.config.to_dict()
+        # "adapters": the model's adapters now (not what the config was loaded with), in the library's
+        # format, so that from_pretrained re-adds them
+        d.pop("adapters", None)
+        if self.has_adapters():
+            d["adapters"] = self.adapters_config.to_dict()
         d["architectures"] = [type(self).__name__]
         d["dtype"] = str(self.dtype).removeprefix("torch.")
         return d
@@ -406,6 +412,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
             "position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False
         )
         self.post_init()
+        self.add_adapters_from_config(config)  # a saved config.json listing adapters (adapters/mixin.py)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
@@ -641,11 +648,13 @@ class DistilBertModel(DistilBertPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
         token_type_ids=None,
+        adapter_names=None,
     ):
         output_attentions, output_hidden_states, return_dict = self.call_flags(
             output_attentions, output_hidden_states, return_dict
         )
         # token_type_ids: DistilBERT has no segment embeddings; accepted because tokenizers emit it.
+        # adapter_names: a name, a list (Stack), Stack(...) or Parallel(...); default: the active adapters.
         enc = self.encode(
             input_ids,
             attention_mask,
@@ -654,6 +663,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
             head_mask,
             bool(output_hidden_states),
             bool(output_attentions),
+            adapters=self.adapter_run(adapter_names),
         )
         out = self.run_head(self.ops_for_call(bool(output_attentions)), enc)
         return out if return_dict is not False else out.to_tuple()
@@ -702,7 +712,19 @@ class _HeadModel(DistilBertPreTrainedModel):
         output_attentions,
         output_hidden_states,
         need_rows=None,
+        adapter_names=None,
+        labels=False,
     ) -> Encoded:
+        # adapter_names: a name, a list (Stack), Stack(...) or Parallel(...); default: the active adapters
+        # (adapters/mixin.py). Parallel replicates the batch: the outputs hold one copy per channel, as the
+        # adapters library's static classes give them.
+        run = self.adapter_run(adapter_names)
+        if labels and run is not None and run.setup.parallel_channels > 1:
+            raise ValueError(
+                f"{type(self).__name__}: labels with a Parallel adapter setup ({run.setup}) are not "
+                "supported (the outputs hold one copy of the batch per channel); compute the loss per "
+                "channel, or use DistilBertModelWithHeads with one head per channel"
+            )
         return self.distilbert.encode(
             input_ids,
             attention_mask,
@@ -711,6 +733,7 @@ class _HeadModel(DistilBertPreTrainedModel):
             head_mask,
             bool(output_hidden_states),
             bool(output_attentions),
+            adapters=run,
             need_rows=need_rows,
         )
 
@@ -765,6 +788,7 @@ class DistilBertForMaskedLM(_HeadModel):
         output_hidden_states=None,
         return_dict=None,
         token_type_ids=None,
+        adapter_names=None,
     ):
         output_attentions, output_hidden_states, return_dict = self.call_flags(
             output_attentions, output_hidden_states, return_dict
@@ -778,6 +802,8 @@ class DistilBertForMaskedLM(_HeadModel):
             output_attentions,
             output_hidden_states,
             label_rows(labels),
+            adapter_names,
+            labels is not None,
         )
         return self._finish(
             self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict
@@ -820,6 +846,7 @@ class DistilBertForSequenceClassification(_PooledClassifier):
         output_hidden_states=None,
         return_dict=None,
         token_type_ids=None,
+        adapter_names=None,
     ):
         output_attentions, output_hidden_states, return_dict = self.call_flags(
             output_attentions, output_hidden_states, return_dict
@@ -832,6 +859,8 @@ class DistilBertForSequenceClassification(_PooledClassifier):
             position_ids,
             output_attentions,
             output_hidden_states,
+            adapter_names=adapter_names,
+            labels=labels is not None,
         )
         return self._finish(
             self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict
@@ -883,6 +912,7 @@ class DistilBertForMultipleChoice(_PooledClassifier):
         output_hidden_states=None,
         return_dict=None,
         token_type_ids=None,
+        adapter_names=None,
     ):
         output_attentions, output_hidden_states, return_dict = self.call_flags(
             output_attentions, output_hidden_states, return_dict
@@ -903,6 +933,8 @@ class DistilBertForMultipleChoice(_PooledClassifier):
             position_ids,
             output_attentions,
             output_hidden_states,
+            adapter_names=adapter_names,
+            labels=labels is not None,
         )
         out = self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels, num_choices)
         return self._finish(out, return_dict)
@@ -939,6 +971,7 @@ class DistilBertForTokenClassification(_HeadModel):
         output_hidden_states=None,
         return_dict=None,
         token_type_ids=None,
+        adapter_names=None,
     ):
         output_attentions, output_hidden_states, return_dict = self.call_flags(
             output_attentions, output_hidden_states, return_dict
@@ -952,6 +985,8 @@ class DistilBertForTokenClassification(_HeadModel):
             output_attentions,
             output_hidden_states,
             label_rows(labels),
+            adapter_names,
+            labels is not None,
         )
         return self._finish(
             self.run_head(self.ops_for_call(bool(output_attentions)), enc, labels), return_dict
@@ -1003,6 +1038,7 @@ class DistilBertForQuestionAnswering(_HeadModel):
         output_hidden_states=None,
         return_dict=None,
         token_type_ids=None,
+        adapter_names=None,
     ):
         output_attentions, output_hidden_states, return_dict = self.call_flags(
             output_attentions, output_hidden_states, return_dict
@@ -1021,6 +1057,8 @@ class DistilBertForQuestionAnswering(_HeadModel):
             output_attentions,
             output_hidden_states,
             need,
+            adapter_names,
+            start_positions is not None or end_positions is not None,
         )
         out = self.run_head(self.ops_for_call(bool(output_attentions)), enc, start_positions, end_positions)
         return self._finish(out, return_dict)

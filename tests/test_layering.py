@@ -42,14 +42,20 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
         "op tables per backend and their kernels (C++ extension _C, Triton, oneDNN, int8); nothing of models",
     ),
     (
+        "adapters",
+        ("adapters", "adapters.*"),
+        "bottleneck adapters: configs, modules, composition, the per-call run the encoder applies, and the "
+        "adapter methods every model class shares (ModelAdaptersMixin: add/train/save/load ...)",
+    ),
+    (
         "model",
         ("loading", "modeling", "pretrained"),
-        "the encoder and the six DistilBertFor* classes; the one loader they share",
+        "the encoder and the six DistilBertFor* classes (with the adapter mixin); the one loader they share",
     ),
     (
         "heads",
-        ("heads", "heads.*", "adapters", "adapters.*"),
-        "DistilBertModelWithHeads, flex prediction heads, bottleneck adapters",
+        ("heads", "heads.*"),
+        "DistilBertModelWithHeads, flex prediction heads",
     ),
     (
         "runtime",

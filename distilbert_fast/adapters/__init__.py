@@ -28,6 +28,11 @@ down/up projections go through the op table (`ops.linear`: a prepacked oneDNN GE
 fused when the backend has it), every residual + LayerNorm through `ops.add_layer_norm`. Replicating packed
 rows is a row `repeat` plus a replicated Layout (cu_seqlens offset per channel).
 
+Every model class has the adapter methods (mixin.py: ModelAdaptersMixin, one implementation): add_adapter,
+load_adapter, save_adapter, delete_adapter, set_active_adapters, active_adapters, train_adapter, freeze_model,
+adapter_summary, and `adapter_names=` on forward. The package sits below the model layer (modeling.py mixes
+ModelAdaptersMixin into DistilBertPreTrainedModel; TransformerBlock calls AdapterRun), and never imports it.
+
 Not supported (clear error): PHM / Compacter layers, gating (UniPELT), invertible adapters, Fuse / Split /
 BatchSplit / Average compositions, and the non-bottleneck methods (LoRA, prefix tuning, ...).
 """
@@ -55,6 +60,15 @@ from .configs import (
     adapter_config_hash,
     resolve_adapter_config,
 )
+from .folders import (
+    ADAPTER_CONFIG_NAME,
+    ADAPTER_SAFE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    HEAD_CONFIG_NAME,
+    HEAD_SAFE_WEIGHTS_NAME,
+    HEAD_WEIGHTS_NAME,
+)
+from .mixin import ModelAdaptersMixin
 from .modules import Adapter, BottleneckLayer, ParallelAdapter, adapter_module, attach_adapter_layers
 from .run import AdapterRun, replicate_layout
 
@@ -87,4 +101,11 @@ __all__ = [
     "AdaptersConfig",
     "replicate_layout",
     "LIBRARY_VERSION",
+    "ModelAdaptersMixin",
+    "ADAPTER_CONFIG_NAME",
+    "ADAPTER_WEIGHTS_NAME",
+    "ADAPTER_SAFE_WEIGHTS_NAME",
+    "HEAD_CONFIG_NAME",
+    "HEAD_WEIGHTS_NAME",
+    "HEAD_SAFE_WEIGHTS_NAME",
 ]

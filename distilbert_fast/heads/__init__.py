@@ -1,4 +1,5 @@
-"""DistilBertModelWithHeads: one shared encoder, named flexible heads, bottleneck adapters (adapters.py).
+"""DistilBertModelWithHeads: one shared encoder, named flexible heads, bottleneck adapters (adapters/, shared
+with every model class).
 
 The heads are the `adapters` library's flexible heads (v1.3: adapters/heads/base.py, language_modeling.py)
 with the same module layout, so their parameter names (`heads.NAME.<index>.weight`) and head_config.json

@@ -1,5 +1,6 @@
-"""DistilBertModelWithHeads: one shared encoder, named flex heads (prediction.py), bottleneck adapters
-(adapters.py); folder formats in folders.py, whole checkpoints through the one loader (loading.py hooks).
+"""DistilBertModelWithHeads: one shared encoder, named flex heads (prediction.py), bottleneck adapters (the
+adapter methods every class shares: adapters/mixin.py); head folders in folders.py, whole checkpoints through
+the one loader (loading.py hooks).
 """
 
 from __future__ import annotations
@@ -10,16 +11,7 @@ import logging
 import torch
 from torch import nn
 
-from ..adapters import (
-    ADAPTER_CONFIG_MAP,
-    AdapterRun,
-    AdaptersConfig,
-    adapter_module,
-    attach_adapter_layers,
-    parse_composition,
-    parse_heads_from_composition,
-    resolve_adapter_config,
-)
+from ..adapters import AdapterRun, parse_heads_from_composition
 from ..config import DistilBertConfig
 from ..modeling import DistilBertModel, DistilBertPreTrainedModel, Encoded
 from ..outputs import (
@@ -55,18 +47,13 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
 
     def __init__(self, config: DistilBertConfig, backend: str | None = None):
         super().__init__(config, backend)
+        # A model saved by the adapters library (or by us) lists its adapters and heads in config.json: the
+        # encoder adds the adapters (adapters/mixin.py), the heads are added here.
         self.distilbert = DistilBertModel(config, backend)
-        for block in self.distilbert.transformer.layer:
-            attach_adapter_layers(block)
         self.heads = nn.ModuleDict()
         self._active_heads: list[str] = []
-        self.adapters_config = AdaptersConfig()
-        # A model saved by the adapters library (or by us) lists its adapters and heads in config.json.
-        extra = config.__dict__.get("_extra", {})
-        adapters, heads = extra.get("adapters"), extra.get("prediction_heads")
+        heads = config.__dict__.get("_extra", {}).get("prediction_heads")
         self.post_init()
-        for name, cfg in (AdaptersConfig.configs_from_dict(adapters) if adapters else {}).items():
-            self.add_adapter(name, cfg)
         for name, head_cfg in (heads or {}).items():
             self.add_prediction_head_from_config(name, dict(head_cfg), overwrite_ok=True)
 
@@ -232,138 +219,22 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
         d = self.get_labels_dict(head_name)
         return None if d is None else list(d.values())
 
-    # -- adapters --------------------------------------------------------------------------------------------
-    @property
-    def active_adapters(self):
-        return self.adapters_config.active_setup
-
-    @active_adapters.setter
-    def active_adapters(self, setup) -> None:
-        self.set_active_adapters(setup)
-
-    @property
-    def has_parallel_adapters(self) -> bool:
-        s = self.adapters_config.active_setup
-        return s is not None and s.parallel_channels > 1
-
-    def has_adapters(self) -> bool:
-        return len(self.adapters_config) > 0
-
-    def _adapter_layers(self):
-        for i, block in enumerate(self.distilbert.transformer.layer):
-            yield i, block.attention_adapters
-            yield i, block.output_adapters
-
-    def add_adapter(
-        self,
-        adapter_name: str,
-        config=None,
-        overwrite_ok: bool = False,
-        set_active: bool = False,
-        **config_overrides,
-    ) -> None:
-        """config: "seq_bn" | "double_seq_bn" | "par_bn" | "name[key=value]" | dict | BnConfig; keyword
-        overrides (reduction_factor=, non_linearity=, leave_out=, ...) replace config fields."""
-        cfg = resolve_adapter_config(config, **config_overrides)
-        if adapter_name in self.adapters_config:
-            if not overwrite_ok:
-                raise ValueError(f"An adapter with the name '{adapter_name}' has already been added.")
-            self.delete_adapter(adapter_name)
-        p = next(self.parameters())
-        for i, layer in self._adapter_layers():
-            m = adapter_module(adapter_name, cfg, self.config.dim, i, layer.location_key)
-            if m is not None:
-                m.to(device=p.device, dtype=p.dtype)
-                m.train(self.training)
-                layer.adapters[adapter_name] = m
-        self.adapters_config.adapters[adapter_name] = cfg
-        if set_active:
-            self.set_active_adapters(adapter_name)
-
-    def delete_adapter(self, adapter_name: str) -> None:
-        if adapter_name not in self.adapters_config:
-            logger.info("No adapter '%s' found for deletion. Skipping.", adapter_name)
-            return
-        for _, layer in self._adapter_layers():
-            if adapter_name in layer.adapters:
-                del layer.adapters[adapter_name]
-        del self.adapters_config.adapters[adapter_name]
-        active = self.adapters_config.active_setup
-        if active is not None and adapter_name in active.flatten():
-            self.adapters_config.active_setup = None
-
-    def _check_setup(self, setup) -> None:
-        missing = sorted(setup.flatten() - set(self.adapters_config.adapters))
-        if missing:
-            raise ValueError(
-                f"No adapter(s) with name {missing} found; adapters: {list(self.adapters_config)}"
-            )
-
+    # -- adapters: the shared implementation (adapters/mixin.py, via DistilBertPreTrainedModel) plus heads ----
     def set_active_adapters(self, adapter_setup, skip_layers=None) -> None:
         """Adapters (a name, a list, Stack(...), Parallel(...)) used by every forward that passes no
         adapter_names. As the library, the head(s) named like the setup's last adapter(s) become active."""
-        if skip_layers:
-            raise NotImplementedError("skip_layers is not supported")
-        setup = parse_composition(adapter_setup)
-        if setup is not None:
-            self._check_setup(setup)
-        self.adapters_config.active_setup = setup
+        super().set_active_adapters(adapter_setup, skip_layers)
+        setup = self.adapters_config.active_setup
         if setup is not None:
             heads = parse_heads_from_composition(setup)
             heads = [heads] if isinstance(heads, str) else heads
             if heads and all(h in self.heads for h in heads):
                 self.active_head = heads if len(heads) > 1 else heads[0]
 
-    def freeze_model(self, freeze: bool = True) -> None:
-        """The library's freeze_model: every encoder parameter (adapters inside the layers included) stops
-        (or resumes) requiring grad; the prediction heads are untouched."""
-        for p in self.distilbert.parameters():
-            p.requires_grad = not freeze
-        self.model_frozen = freeze
-
-    def train_adapter(self, adapter_setup, train_embeddings: bool = False) -> None:
-        """The library's train_adapter: train mode, the encoder and every other adapter frozen, the named
-        adapters trainable and active (so are the heads, as in the library)."""
-        setup = parse_composition(adapter_setup)
-        if setup is None:
-            raise ValueError("train_adapter needs an adapter name, a list or a composition")
-        self._check_setup(setup)
-        self.train()
-        self.freeze_model(True)
-        names = setup.flatten()
-        for _, layer in self._adapter_layers():
-            for name in names & layer.adapters.keys():
-                for p in layer.adapters[name].parameters():
-                    p.requires_grad = True
-        if train_embeddings:
-            self.get_input_embeddings().weight.requires_grad = True
-        self.set_active_adapters(setup)
-
-    def adapter_summary(self) -> str:
-        rows = ["name, config, parameters, active"]
-        active = self.active_adapters.flatten() if self.active_adapters is not None else set()
-        for name, cfg in self.adapters_config.adapters.items():
-            n = sum(
-                p.numel()
-                for _, layer in self._adapter_layers()
-                if name in layer.adapters
-                for p in layer.adapters[name].parameters()
-            )
-            kind = next(
-                (
-                    k
-                    for k in ("seq_bn", "double_seq_bn", "par_bn")
-                    if ADAPTER_CONFIG_MAP[k].replace(
-                        reduction_factor=cfg.reduction_factor,
-                        non_linearity=cfg.non_linearity,
-                        leave_out=cfg.leave_out,
-                    )
-                    == cfg
-                ),
-                "bottleneck",
-            )
-            rows.append(f"{name}, {kind}, {n}, {name in active}")
-        return "\n".join(rows)
+    def output_embedding_modules(self) -> list:
+        """Every head's output projection tied to the word embeddings (masked_lm): frozen by train_adapter."""
+        outs = [h.get_output_embeddings() for h in self.heads.values()]
+        return [o for o in outs if o is not None]
 
     # -- forward ---------------------------------------------------------------------------------------------
     def _heads_for_call(self, head, adapter_names, setup) -> list[str]:
@@ -465,13 +336,7 @@ class DistilBertModelWithHeads(HeadAndAdapterFolders, DistilBertPreTrainedModel)
     def plan_call(self, head=None, adapter_names=None) -> tuple[list[str], AdapterRun | None]:
         """(the heads a call runs, its adapter run or None) for forward's `head` / `adapter_names`
         arguments (defaults: the active heads and adapters)."""
-        setup = (
-            parse_composition(adapter_names)
-            if adapter_names is not None
-            else self.adapters_config.active_setup
-        )
-        if setup is not None:
-            self._check_setup(setup)
+        setup = self.adapter_setup(adapter_names)
         heads = self._heads_for_call(head, adapter_names, setup)
         return heads, (AdapterRun(setup) if setup is not None else None)
 
