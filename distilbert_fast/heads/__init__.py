@@ -24,16 +24,7 @@ save_pretrained (config.json with "adapters" and "prediction_heads"), static Dis
 """
 
 from ..adapters import AdapterCompositionBlock, Parallel, Stack
-from .folders import (
-    ADAPTER_CONFIG_NAME,
-    ADAPTER_SAFE_WEIGHTS_NAME,
-    ADAPTER_WEIGHTS_NAME,
-    HEAD_CONFIG_NAME,
-    HEAD_SAFE_WEIGHTS_NAME,
-    HEAD_WEIGHTS_NAME,
-    LIBRARY_MODEL_CLASS,
-    HeadAndAdapterFolders,
-)
+from .folders import LIBRARY_MODEL_CLASS, HeadAndAdapterFolders
 from .model import DistilBertAdapterModel, DistilBertModelWithHeads
 from .prediction import (
     MODEL_HEAD_MAP,
@@ -64,12 +55,6 @@ __all__ = [
     "STATIC_TO_FLEX_HEAD_MAP",
     "static_head_config",
     "HeadAndAdapterFolders",
-    "ADAPTER_CONFIG_NAME",
-    "ADAPTER_WEIGHTS_NAME",
-    "ADAPTER_SAFE_WEIGHTS_NAME",
-    "HEAD_CONFIG_NAME",
-    "HEAD_WEIGHTS_NAME",
-    "HEAD_SAFE_WEIGHTS_NAME",
     "LIBRARY_MODEL_CLASS",
     "Stack",
     "Parallel",

@@ -11,9 +11,6 @@ import os
 from pathlib import Path
 
 from ..adapters.folders import (
-    ADAPTER_CONFIG_NAME,
-    ADAPTER_SAFE_WEIGHTS_NAME,
-    ADAPTER_WEIGHTS_NAME,
     HEAD_CONFIG_NAME,
     HEAD_SAFE_WEIGHTS_NAME,
     HEAD_WEIGHTS_NAME,
@@ -26,16 +23,7 @@ from .prediction import STATIC_TO_FLEX_HEAD_MAP, rename_key, static_head_config
 
 LIBRARY_MODEL_CLASS = "DistilBertAdapterModel"
 
-__all__ = [
-    "ADAPTER_CONFIG_NAME",
-    "ADAPTER_WEIGHTS_NAME",
-    "ADAPTER_SAFE_WEIGHTS_NAME",
-    "HEAD_CONFIG_NAME",
-    "HEAD_WEIGHTS_NAME",
-    "HEAD_SAFE_WEIGHTS_NAME",
-    "LIBRARY_MODEL_CLASS",
-    "HeadAndAdapterFolders",
-]
+__all__ = ["LIBRARY_MODEL_CLASS", "HeadAndAdapterFolders"]
 
 
 class HeadAndAdapterFolders:
