@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_close
+from property_helpers import loop_reference
 
 from distilbert_fast.ops import cpp
 from distilbert_fast.ops import reference as R
@@ -169,23 +170,6 @@ def padded_reference(q, k, v, lens, n_heads, head_mask=None):
     qp, kp, vp = (packed.unpack(t.float()).reshape(B * S, -1) for t in (q, k, v))
     ctx, _ = R.attention(qp, kp, vp, padded, n_heads, head_mask=head_mask)
     return packed.pack(ctx.view(B, S, -1))
-
-
-def loop_reference(q, k, v, cu, n_heads, scale, head_mask=None):
-    """Direct float64 loop over (sequence, head)."""
-    n, d = q.shape
-    hd = d // n_heads
-    out = torch.zeros(n, d, dtype=torch.float64)
-    for s in range(len(cu) - 1):
-        a, e = int(cu[s]), int(cu[s + 1])
-        for h in range(n_heads):
-            cols = slice(h * hd, (h + 1) * hd)
-            qs, ks, vs = (t[a:e, cols].double() for t in (q, k, v))
-            p = torch.softmax(scale * qs @ ks.T, dim=-1)
-            if head_mask is not None:
-                p = p * float(head_mask[h])
-            out[a:e, cols] = p @ vs
-    return out
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
