@@ -592,3 +592,64 @@ def test_batcher_waits_up_to_max_wait_for_a_fuller_batch():
     asyncio.run(go())
     b.close()
     assert sizes == [3]  # the first request waited for the two that came 30 ms later
+
+
+def test_batcher_runs_a_request_at_once_when_idle():
+    # TEI's rule, the default (max_wait_ms=0): an idle server runs a request at once, alone; requests that
+    # arrive while a batch runs form the next batch.
+    sizes, gate = [], threading.Event()
+
+    def run(key, items):
+        sizes.append(len(items))
+        if items == [0]:
+            gate.wait(10)
+        return items
+
+    b = DynamicBatcher(run, max_batch_tokens=100, max_batch_requests=8)
+
+    async def go():
+        t0 = time.perf_counter()
+        first = asyncio.ensure_future(b.submit("k", [0], 1))
+        while not sizes:  # the worker took it at once, alone
+            await asyncio.sleep(0.001)
+        started = time.perf_counter() - t0
+        rest = [asyncio.ensure_future(b.submit("k", [i], 1)) for i in (1, 2, 3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *rest)
+        return started
+
+    started = asyncio.run(go())
+    b.close()
+    assert sizes == [1, 3], sizes
+    assert started < 1.0  # no waiting for company (generous: a loaded CI machine)
+
+
+def test_float_json_round_trips_every_float32():
+    import json
+
+    from distilbert_fast.serve.encoding import encode_json, float_array_json, to_plain
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2**32, 300_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edge = np.array(
+        [0.0, -0.0, 1.0, -1.0, 0.1, 1e-45, -1e-45, 1.1754942e-38, 1.1754944e-38, 3.4028235e38, 99999999.0],
+        dtype=np.float32,
+    )
+    x = np.concatenate([edge, x[np.isfinite(x)], (10.0 ** rng.uniform(-45, 38.5, 50_000)).astype(np.float32)])
+    x = x[np.isfinite(x)]
+    back = np.array(json.loads(float_array_json(x)), dtype=np.float64).astype(np.float32)
+    assert np.array_equal(back.view(np.uint32), x.view(np.uint32))  # bit for bit, signed zero included
+    m = rng.standard_normal((3, 5)).astype(np.float32)
+    assert np.array_equal(np.array(json.loads(float_array_json(m)), dtype=np.float32), m)
+    assert json.loads(float_array_json(np.zeros((0, 4), np.float32))) == []
+    assert json.loads(float_array_json(np.zeros((2, 0), np.float32))) == [[], []]
+    assert float_array_json(np.array([1.5, np.nan])) == b"[1.5,NaN]"  # as json.dumps writes it
+    with pytest.raises(ValueError, match="1-D or 2-D float"):
+        float_array_json(np.zeros((2, 2, 2), np.float32))
+    value = {"data": [{"embedding": m[0], "index": np.int64(0)}], "model": 'a "b" é', "n": [np.float32(0.5)]}
+    got = json.loads(encode_json(value))
+    assert np.array_equal(np.array(got["data"][0].pop("embedding"), dtype=np.float32), m[0])
+    assert got == {"data": [{"index": 0}], "model": 'a "b" é', "n": [0.5]}
+    plain = to_plain(value)
+    assert plain["data"][0].pop("embedding") == m[0].tolist() and plain == got

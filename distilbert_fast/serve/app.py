@@ -1,5 +1,12 @@
 """The ASGI app (FastAPI) around an InferenceService, and `run_server` (uvicorn, graceful SIGTERM).
 
+The service's POST routes (/embed, /predict, ...) are answered by `ServiceRoutes`, a pure ASGI layer in
+front of FastAPI's routing: per request it reads the body, awaits the service while watching for the
+client going away, and writes the JSON bytes the service encoded (embeddings written by numpy). FastAPI's
+per-request machinery (router, Request objects, its inner middleware, response classes) would cost about
+as much event-loop time as the request's own work. FastAPI serves the rest: /health, /info, /metrics,
+/openapi.json and /docs (whose document lists the POST routes with their request schemas), 404s.
+
 Every error is JSON, {"error": str, "error_type": str}, with TEI's statuses: 401 (API key), 413 (body over
 --payload-limit, too many inputs, an input over --max-input-length without truncate), 422 (malformed JSON,
 a wrong or missing field, named), 429 (over --max-concurrent-requests), 500 (the model failed on this
@@ -15,13 +22,13 @@ import json
 import logging
 from typing import Any
 
-import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import schemas
 from .config import ServeConfig
+from .encoding import encode_json
 from .service import ROUTES, InferenceService, ServeError
 
 logger = logging.getLogger("distilbert_fast.serve")
@@ -43,18 +50,9 @@ def error_response(e: ServeError) -> JSONResponse:
     return JSONResponse(e.to_json(), status_code=e.status, headers=headers)
 
 
-def _json_default(x: Any):
-    if isinstance(x, np.generic):
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    raise TypeError(f"{type(x).__name__} is not JSON serializable")
-
-
 def json_response(value: Any) -> Response:
-    # json.dumps straight to bytes: FastAPI's jsonable_encoder walks every float of an embedding in Python.
-    body = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-    return Response(body.encode("utf-8"), media_type="application/json")
+    # straight to bytes: FastAPI's jsonable_encoder walks every float of an embedding in Python.
+    return Response(encode_json(value), media_type="application/json")
 
 
 class BearerAuth:
@@ -82,54 +80,106 @@ class BearerAuth:
         return await self.app(scope, receive, send)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON, at most `limit` bytes (413 beyond, whether Content-Length says so or not)."""
-    declared = request.headers.get("content-length")
-    too_large = ServeError(
-        413, "payload_too_large", f"request body larger than the payload limit of {limit} bytes"
-    )
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ServeError(422, "validation", f"body: invalid JSON ({e})") from None
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _send(send, status: int, body: bytes, headers: list | None = None) -> None:
+    head = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode("ascii")), *(headers or ())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send, e: ServeError) -> None:
+    headers = [(b"www-authenticate", b"Bearer")] if e.status == 401 else None
+    await _send(send, e.status, json.dumps(e.to_json()).encode("utf-8"), headers)
 
 
 class ClientDisconnected(Exception):
     pass
 
 
-async def until_disconnect(request: Request, work) -> Any:
-    """Await `work`; if the client disconnects first, cancel it (its queued batch entry is then skipped)."""
-    task = asyncio.ensure_future(work)
-
-    async def watch():
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    watcher = asyncio.ensure_future(watch())
+async def read_body_json(scope, receive, limit: int) -> Any:
+    """The request body as JSON, at most `limit` bytes (413 beyond, whether Content-Length says so or not)."""
+    too_large = ServeError(
+        413, "payload_too_large", f"request body larger than the payload limit of {limit} bytes"
+    )
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise too_large
+            break
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()  # the client left before sending its whole body
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    raise ClientDisconnected()
+        return json.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ServeError(422, "validation", f"body: invalid JSON ({e})") from None
+
+
+class ServiceRoutes:
+    """Pure ASGI middleware: POST on the service's routes (ROUTES) answered here; anything else goes on to
+    the app. A client that disconnects while its request waits cancels it (its queued batch entry is then
+    skipped; the request is counted with status 499) and gets no answer."""
+
+    def __init__(self, app, service: InferenceService):
+        self.app = app
+        self.service = service
+        self.limit = service.config.payload_limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a prefix (Ray Serve's route_prefix)
+            path = path[len(root) :]
+        if path not in ROUTES:
+            return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            body = b'{"error":"Method Not Allowed","error_type":"method_not_allowed"}'
+            return await _send(send, 405, body, [(b"allow", b"POST")])
+        service = self.service
+        try:
+            body = await read_body_json(scope, receive, self.limit)
+        except ServeError as e:  # service.handle counts every other outcome
+            service.metrics.requests.labels(path, str(e.status)).inc()
+            return await _send_error(send, e)
+        except ClientDisconnected:
+            return None
+        task = asyncio.current_task()
+        gone = False
+
+        async def watch():  # the body is read: the next message is the client going away
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            result = await service.handle(path, body, encoded=True)
+        except ServeError as e:
+            return await _send_error(send, e)
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+            return None
+        finally:
+            watcher.cancel()
+        return await _send(send, 200, result)
 
 
 def create_app(service: InferenceService, *, close_on_shutdown: bool = True) -> FastAPI:
@@ -155,42 +205,30 @@ def create_app(service: InferenceService, *, close_on_shutdown: bool = True) -> 
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
         return JSONResponse({"error": str(exc.detail), "error_type": kind}, status_code=exc.status_code)
 
-    def make_endpoint(path: str):
-        async def endpoint(request: Request):
-            try:
-                body = await read_json(request, config.payload_limit)
-            except ServeError as e:  # service.handle counts every other outcome
-                service.metrics.requests.labels(path, str(e.status)).inc()
-                return error_response(e)
-            try:
-                result = await until_disconnect(request, service.handle(path, body))
-            except ServeError as e:
-                return error_response(e)
-            except ClientDisconnected:
-                return Response(status_code=499)
-            return json_response(result)
-
-        return endpoint
-
+    # The POST routes are answered by ServiceRoutes; the document lists them as FastAPI would.
+    paths: dict[str, Any] = {}
     defs: dict[str, Any] = {}  # nested request models (QAItem), referenced from components/schemas
     for path in ROUTES:
-        model = REQUEST_MODELS[path]
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        app.add_api_route(
-            path,
-            make_endpoint(path),
-            methods=["POST"],
-            name=path.strip("/"),
-            summary=(getattr(service, ROUTES[path][0]).__doc__ or "").split("\n")[0],
-            openapi_extra={
+        schema = REQUEST_MODELS[path].model_json_schema(ref_template="#/components/schemas/{model}")
+        name = path.strip("/").replace("/", "_").replace("-", "_")
+        paths[path] = {
+            "post": {
+                "summary": (getattr(service, ROUTES[path][0]).__doc__ or "").split("\n")[0],
+                "operationId": f"{name}_{name}_post",
                 "requestBody": {
                     "required": True,
                     "content": {
                         "application/json": {"schema": {k: v for k, v in schema.items() if k != "$defs"}}
                     },
-                }
-            },
-        )
+                },
+                "responses": {
+                    "200": {
+                        "description": "Successful Response",
+                        "content": {"application/json": {"schema": {}}},
+                    }
+                },
+            }
+        }
         defs.update(schema.get("$defs", {}))
 
     @app.get("/health")
@@ -211,13 +249,16 @@ def create_app(service: InferenceService, *, close_on_shutdown: bool = True) -> 
 
     openapi = app.openapi
 
-    def openapi_with_defs():
-        doc = openapi()
-        doc.setdefault("components", {}).setdefault("schemas", {}).update(defs)
-        return doc
+    def openapi_with_routes():
+        if app.openapi_schema is None:
+            doc = openapi()
+            doc.setdefault("paths", {}).update(paths)
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+        return app.openapi_schema
 
-    app.openapi = openapi_with_defs
-    if config.api_key:
+    app.openapi = openapi_with_routes
+    app.add_middleware(ServiceRoutes, service=service)
+    if config.api_key:  # added last: outermost, so it guards the service routes too
         app.add_middleware(BearerAuth, api_key=config.api_key)
     return app
 
