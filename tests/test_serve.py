@@ -181,6 +181,21 @@ def test_embed_matches_the_pipeline(embed_server, minilm_dir):
     close_to(s.post("/embed", {"inputs": [long], "truncate": True}).json(), cut, 1e-5)
 
 
+def test_quantize_int8_serves_what_the_int8_pipeline_computes(clf):
+    path = clf[0].service.config.model
+    s = Server(model=path, quantize="int8")
+    try:
+        assert s.get("/info").json()["quantize"] == "int8"
+        want = pipeline("text-classification", model=path, quantize="int8").run(TEXTS, top_k=None)
+        close_to(s.post("/predict", {"inputs": TEXTS}).json(), want)
+        fp32 = clf[1].run(TEXTS, top_k=None)
+        assert want != fp32  # int8 ran (its scores differ from fp32 in the last digits at least)
+    finally:
+        s.service.close()
+    with pytest.raises(ValueError, match="quantize must be"):
+        ServeConfig(model=path, quantize="int4")
+
+
 def test_embed_cls_pooling_from_the_pooling_config(save):
     path = save(hf_model("DistilBertModel", seed=6, vocab_size=VOCAB), "cls")
     (Path(path) / "1_Pooling").mkdir()
@@ -628,7 +643,7 @@ def test_batcher_runs_a_request_at_once_when_idle():
 def test_float_json_round_trips_every_float32():
     import json
 
-    from distilbert_fast.serve.encoding import encode_json, float_array_json, to_plain
+    from distilbert_fast.serve.encoding import encode_json, to_plain
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2**32, 300_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
@@ -638,15 +653,16 @@ def test_float_json_round_trips_every_float32():
     )
     x = np.concatenate([edge, x[np.isfinite(x)], (10.0 ** rng.uniform(-45, 38.5, 50_000)).astype(np.float32)])
     x = x[np.isfinite(x)]
-    back = np.array(json.loads(float_array_json(x)), dtype=np.float64).astype(np.float32)
+    back = np.array(json.loads(encode_json(x)), dtype=np.float64).astype(np.float32)
     assert np.array_equal(back.view(np.uint32), x.view(np.uint32))  # bit for bit, signed zero included
     m = rng.standard_normal((3, 5)).astype(np.float32)
-    assert np.array_equal(np.array(json.loads(float_array_json(m)), dtype=np.float32), m)
-    assert json.loads(float_array_json(np.zeros((0, 4), np.float32))) == []
-    assert json.loads(float_array_json(np.zeros((2, 0), np.float32))) == [[], []]
-    assert float_array_json(np.array([1.5, np.nan])) == b"[1.5,NaN]"  # as json.dumps writes it
-    with pytest.raises(ValueError, match="1-D or 2-D float"):
-        float_array_json(np.zeros((2, 2, 2), np.float32))
+    assert np.array_equal(np.array(json.loads(encode_json(m)), dtype=np.float32), m)
+    assert np.array_equal(
+        np.array(json.loads(encode_json(m[:, ::2])), dtype=np.float32), m[:, ::2]
+    )  # strided
+    assert json.loads(encode_json(np.zeros((0, 4), np.float32))) == []
+    assert json.loads(encode_json(np.zeros((2, 0), np.float32))) == [[], []]
+    assert encode_json(np.array([1.5, np.nan], np.float32)) == b"[1.5,null]"  # valid JSON, unlike json.dumps
     value = {"data": [{"embedding": m[0], "index": np.int64(0)}], "model": 'a "b" é', "n": [np.float32(0.5)]}
     got = json.loads(encode_json(value))
     assert np.array_equal(np.array(got["data"][0].pop("embedding"), dtype=np.float32), m[0])

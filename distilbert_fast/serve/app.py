@@ -2,7 +2,7 @@
 
 The service's POST routes (/embed, /predict, ...) are answered by `ServiceRoutes`, a pure ASGI layer in
 front of FastAPI's routing: per request it reads the body, awaits the service while watching for the
-client going away, and writes the JSON bytes the service encoded (embeddings written by numpy). FastAPI's
+client going away, and writes the JSON bytes the service encoded (embeddings written by orjson). FastAPI's
 per-request machinery (router, Request objects, its inner middleware, response classes) would cost about
 as much event-loop time as the request's own work. FastAPI serves the rest: /health, /info, /metrics,
 /openapi.json and /docs (whose document lists the POST routes with their request schemas), 404s.

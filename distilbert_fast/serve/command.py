@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import API_KEY_ENV, DTYPES, POOLINGS, ServeConfig
+from .config import API_KEY_ENV, DTYPES, POOLINGS, QUANTIZE, ServeConfig
 
 DEFAULTS = ServeConfig.__dataclass_fields__
 
@@ -26,6 +26,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--port", type=int, default=_default("port"))
     p.add_argument("--dtype", choices=DTYPES, default=None)
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        default=None,
+        help="int8 GEMMs with dynamic per-token activation quantization (README: int8)",
+    )
     p.add_argument("--backend", choices=("auto", "cpp", "torch", "triton"), default=None)
     p.add_argument(
         "--pooling",
@@ -73,6 +79,16 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import logging
 
+    try:
+        import fastapi  # noqa: F401
+        import orjson  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(
+            f"distilbert-fast serve: {e.name} is not installed; the server needs the `serve` extra: "
+            "pip install 'distilbert-fast[serve]'"
+        ) from None
     from .app import run_server
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
@@ -80,6 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
         model=args.model,
         task=args.task,
         dtype=args.dtype,
+        quantize=args.quantize,
         backend=args.backend,
         pooling=args.pooling,
         host=args.host,

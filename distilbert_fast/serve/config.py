@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 API_KEY_ENV = "DISTILBERT_FAST_API_KEY"
 POOLINGS = ("mean", "cls")
 DTYPES = ("float32", "bfloat16")
+QUANTIZE = ("int8",)
 
 
 @dataclass
@@ -23,6 +24,7 @@ class ServeConfig:
     model: str
     task: str | None = None  # None: from the checkpoint's architectures
     dtype: str | None = None
+    quantize: str | None = None  # "int8": int8 GEMMs (README: int8); dtype says what stays floating point
     backend: str | None = None
     pooling: str | None = None  # /embed: None -> 1_Pooling/config.json, else "mean"
     host: str = "127.0.0.1"
@@ -66,6 +68,8 @@ class ServeConfig:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            raise ValueError(f"quantize must be None or one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
         if self.api_key is None:
             self.api_key = os.environ.get(API_KEY_ENV) or None
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):

@@ -3,7 +3,7 @@
 It knows nothing of HTTP: each route method takes the parsed JSON body (a dict) and returns a JSON-able
 value (embeddings as float32 numpy arrays) or raises ServeError(status, error_type, message);
 `handle(route, body)` returns plain JSON values, `handle(..., encoded=True)` the response bytes (the
-arrays written by numpy, serve/encoding.py). The ASGI app (app.py) and the Ray Serve deployment
+arrays written by orjson, serve/encoding.py). The ASGI app (app.py) and the Ray Serve deployment
 (distilbert_fast/ray/serving.py) both wrap it.
 
 Model work reuses distilbert_fast.pipelines (length-sorted, packed batches; transformers' postprocessing):
@@ -157,7 +157,7 @@ class InferenceService:
 
             dtype = getattr(torch, config.dtype) if config.dtype else None
             self.model = DistilBertModelWithHeads.from_pretrained(
-                model_dir, dtype=dtype, backend=config.backend
+                model_dir, dtype=dtype, backend=config.backend, quantize=config.quantize
             )
             self.model.prepare_for_inference()
             limit = min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length)
@@ -166,6 +166,7 @@ class InferenceService:
                 pipe_task,
                 model=str(model_dir),
                 dtype=config.dtype,
+                quantize=config.quantize,
                 backend=config.backend,
                 batch_size=batch_size,
                 progress=False,
@@ -242,6 +243,7 @@ class InferenceService:
             "model_id": self.model_id,
             "model_sha": None,
             "model_dtype": str(model.dtype).removeprefix("torch."),
+            "quantize": cfg.quantize,
             "model_type": model_type,
             "task": self.task,
             "backend": model.backend,
@@ -260,7 +262,7 @@ class InferenceService:
     # -- dispatch --------------------------------------------------------------------------------------------
     async def handle(self, route: str, body: Any, *, encoded: bool = False) -> Any:
         """Answer `body` (parsed JSON) on `route`: a JSON-able value, or with `encoded` its JSON text as bytes
-        (embeddings written by numpy: serve/encoding.py). Counts the request in the metrics; raises
+        (embeddings written by orjson: serve/encoding.py). Counts the request in the metrics; raises
         ServeError."""
         start = time.perf_counter()
         status = 200
