@@ -270,6 +270,7 @@ def test_actor_killed_mid_job_every_row_exactly_once(local_ray, minilm_dir, tmp_
     assert victims and thread.is_alive(), (
         f"no actor killed mid-job (actors seen {seen}, output written {written}): {result}"
     )
+    victim_nice = int(Path(f"/proc/{victims[0]}/stat").read_text().rsplit(")", 1)[1].split()[16])
     os.kill(victims[0], signal.SIGKILL)
     thread.join(240)
     assert not thread.is_alive() and "error" not in result, result.get("error")
@@ -277,6 +278,8 @@ def test_actor_killed_mid_job_every_row_exactly_once(local_ray, minilm_dir, tmp_
     assert [r["row"] for r in got] == list(range(len(rows)))  # exactly once, none lost
     assert result["summary"].rows == len(rows)
     assert victims[0] not in _map_workers()
+    assert not [f for f in os.listdir(out) if not f.startswith("part-")]  # no partial file of the victim
+    assert victim_nice == 0  # run(nice=0): not Ray's default 15
     expected = pipeline("sentence-embeddings", model=minilm_dir).run(
         rows[:64] + rows[-64:], return_tensors="np"
     )
@@ -499,3 +502,108 @@ def test_parquet_and_text_rows_are_numbered_and_checked(local_ray, tmp_path):
         (2, None, "line 5: not valid UTF-8"),
         (3, "three", None),
     ]
+
+
+def test_blocks_follow_the_estimated_rows(local_ray, tmp_path):
+    """The read is split into blocks of about rows_per_call rows (one actor call each), from the first file's
+    bytes per row: parquet from its footer, text from its lines."""
+    import pyarrow as pa
+
+    from distilbert_fast.ray.io import RowSource
+    from distilbert_fast.ray.job import MAX_BLOCKS_PER_FILE, read_blocks
+
+    lines = [f"row number {i} " + "x" * (i % 7) for i in range(3000)]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    src = RowSource([str(tmp_path / "t.txt")], "sentence-embeddings", ".txt")
+    size = (tmp_path / "t.txt").stat().st_size
+    assert src.bytes_per_row() == pytest.approx(size / 3000)
+    assert src.bytes_per_row(sample=1000) == pytest.approx(size / 3000, rel=0.2)  # from the first lines
+    assert read_blocks(size, src.bytes_per_row(), 512, 1) == 6  # ceil(3000 / 512)
+    assert read_blocks(size, src.bytes_per_row(), 100_000, 1) == 1
+    assert read_blocks(size, src.bytes_per_row(), 1, 1) == MAX_BLOCKS_PER_FILE  # capped per file
+    assert read_blocks(10, 5.0, 512, 7) == 7  # at least one block (read task) per file
+    assert read_blocks(10, 5.0, 512, 1, actors=4) == 4  # and one per actor
+    pq.write_table(pa.table({"text": lines}), tmp_path / "p.parquet")
+    psrc = RowSource([str(tmp_path / "p.parquet")], "sentence-embeddings", ".parquet")
+    assert psrc.bytes_per_row() == pytest.approx((tmp_path / "p.parquet").stat().st_size / 3000)
+
+
+def test_result_writer_replaces_a_rerun_call_and_cleans_partial_files(tmp_path):
+    """One file per call, named after its first row: a call that runs again (its actor was killed) replaces
+    its file instead of adding rows; temporary files of a killed writer are removed at the end."""
+    import pyarrow as pa
+
+    from distilbert_fast.ray.io import ResultWriter, prepare_output, remove_partial_files
+
+    out = tmp_path / "out.jsonl"
+    prepare_output(str(out), overwrite=False)
+    table = pa.table(
+        {"file": ["/in/a.txt"] * 3, "row": pa.array([5, 6, 7], pa.int64()), "x": [1.5, 2.0, 3.25]}
+    )
+    writer = ResultWriter(str(out), ".jsonl")
+    name = writer.write(table)
+    assert name == writer.write(table) and name.startswith("part-") and name.endswith("-000000000005.jsonl")
+    assert writer.name(table.slice(1)) != name
+    (out / f".{name}.123.tmp").write_text("{partial")
+    assert sorted(os.listdir(out)) == sorted([name, f".{name}.123.tmp"])
+    assert remove_partial_files(str(out)) == 1 and os.listdir(out) == [name]
+    rows = [json.loads(line) for line in (out / name).read_text().splitlines()]
+    assert rows == table.to_pylist()  # floats exact, one object per row
+    pwriter = ResultWriter(str(tmp_path / "pq"), ".parquet")
+    prepare_output(str(tmp_path / "pq"), overwrite=False)
+    assert pq.read_table(tmp_path / "pq" / pwriter.write(table)).equals(table)
+    prepare_output(str(out), overwrite=True)  # --overwrite empties the folder
+    assert os.listdir(out) == []
+
+
+def test_read_tasks_do_not_import_torch(local_ray, tmp_path):
+    """RowSource ships by value (job.ship_io_by_value): a fresh Ray worker unpickles it and reads rows
+    without importing distilbert_fast, and so without torch (~1.3 s of CPU per worker process)."""
+    from ray import cloudpickle
+
+    from distilbert_fast.ray.io import RowSource
+    from distilbert_fast.ray.job import ship_io_by_value
+
+    (tmp_path / "t.txt").write_text("one\n\ntwo\n")
+    ship_io_by_value()
+    blob = cloudpickle.dumps(RowSource([str(tmp_path / "t.txt")], "fill-mask", ".txt"))
+
+    def probe(blob):  # a local function: shipped by value, so the worker never imports this test module
+        import pickle
+        import sys
+
+        src = pickle.loads(blob)
+        path = src._paths()[0]
+        with open(path, "rb") as f:
+            texts = [r["text"] for t in src._read_stream(f, path) for r in t.to_pylist()]
+        return texts, "torch" in sys.modules, "distilbert_fast" in sys.modules
+
+    # its own runtime_env: a new worker process, not one that earlier tests filled with imports
+    fresh = ray.remote(num_cpus=0, runtime_env={"env_vars": {"DBF_TEST_FRESH_WORKER": str(time.time())}})
+    assert ray.get(fresh(probe).remote(blob)) == (["one", "two"], False, False)
+
+
+def test_predictor_runs_torch_on_one_thread_with_its_thread_count(minilm_dir):
+    """Model load and every call run on the Predictor's own thread (one OpenMP team), with `threads`
+    torch threads there (omp_set_num_threads is per thread)."""
+    import threading
+
+    import torch
+
+    pred = Predictor("sentence-embeddings", str(minilm_dir), threads=1)
+    where = pred._torch_thread.submit(lambda: (threading.get_ident(), torch.get_num_threads())).result()
+    assert where[0] != threading.get_ident() and where[1] == 1
+    out = pred(_batch("sentence-embeddings", SENTENCES[:2]))
+    assert out.num_rows == 2 and out["error"].null_count == 2
+
+
+def test_bad_nice_is_refused_before_any_ray_work(tmp_path, minilm_dir, capsys):
+    (tmp_path / "t.txt").write_text("one\n")
+    argv = ["run", "sentence-embeddings", "--model", str(minilm_dir), "--input", str(tmp_path / "t.txt")]
+    assert cli.main([*argv, "--output", str(tmp_path / "o"), "--ray", "--nice", "25"]) == 2
+    assert "--nice: expected an integer 0-19, got '25'" in capsys.readouterr().err
+    for bad in (-1, 20, 1.5, True):
+        with pytest.raises(JobError, match="nice must be an int in 0..19"):
+            run(
+                "sentence-embeddings", str(minilm_dir), str(tmp_path / "t.txt"), str(tmp_path / "o"), nice=bad
+            )

@@ -6,7 +6,7 @@
                    batch_format="pyarrow")                                              # in your pipeline
     serve.run(serve_app(model, num_replicas=2))                                         # Ray Serve
 
-Modules: io (input discovery, the row-numbering datasource, result sinks), predictor (the actor class),
+Modules: io (input discovery, the row-numbering datasource, the result writer), predictor (the actor class),
 job (run, the resource plan), serving (the Ray Serve deployment around distilbert_fast.serve).
 Inside this package `import ray` is the real Ray (absolute imports), never this package.
 """

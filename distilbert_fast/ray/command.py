@@ -62,6 +62,24 @@ def add_ray_arguments(parser: argparse.ArgumentParser, positive_int) -> None:
         help="DistilBertModelWithHeads: adapters to stack (repeatable)",
     )
     group.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    group.add_argument(
+        "--nice",
+        type=_niceness,
+        default=0,
+        metavar="N",
+        help="scheduling niceness of the actors, 0-19 (default 0, the priority of a plain `run`; Ray's own "
+        "default for workers is 15)",
+    )
+
+
+def _niceness(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"expected an integer 0-19, got {text!r}")
+    return value
 
 
 def run_ray(args, error_cls) -> int:
@@ -91,6 +109,7 @@ def run_ray(args, error_cls) -> int:
             head=args.head,
             adapter_names=args.adapter_names,
             overwrite=args.overwrite,
+            nice=args.nice,
             address=args.address,
             progress=not args.no_progress,
             **extra,

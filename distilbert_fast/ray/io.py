@@ -1,6 +1,10 @@
 """Reading rows and writing results for the Ray Data job: which files an input names, a datasource that
 numbers and parses every row (so that every output row names its input row and a malformed row becomes an
-error row, never a dropped one), and jsonl / parquet sinks that report rows, tokens and errors back.
+error row, never a dropped one), and the jsonl / parquet writer that each actor uses for its results.
+
+The read tasks run RowSource in pooled Ray workers; job.ship_io_by_value pickles this module by value, so
+those workers never import distilbert_fast (and torch). Keep this module's imports to ray, pyarrow, the
+standard library and distilbert_fast.rows (also shipped by value).
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-from ray.data.block import BlockAccessor
 from ray.data.datasource import FileBasedDatasource
-from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
 from ..rows import RowError, parse_line, parse_record
 
@@ -147,6 +149,23 @@ class RowSource(FileBasedDatasource):
         super().__init__(paths, filesystem=filesystem)
         self._task, self._kind, self._fields = task, kind, input_fields(task)
 
+    def bytes_per_row(self, sample: int = 1 << 20) -> float:
+        """Input bytes per row, from the first file: its parquet footer, or the lines in its first `sample`
+        bytes. The job sizes its blocks with it (job.read_blocks)."""
+        from pyarrow import fs as pafs
+
+        path = self._paths()[0]
+        filesystem = self._filesystem or pafs.LocalFileSystem()
+        if self._kind == ".parquet":
+            import pyarrow.parquet as pq
+
+            with filesystem.open_input_file(path) as f:
+                rows, size = pq.ParquetFile(f).metadata.num_rows, f.size()
+            return size / max(1, rows)
+        with filesystem.open_input_stream(path) as f:
+            head = f.read(sample)
+        return max(1, len(head)) / max(1, head.count(b"\n") + (not head.endswith(b"\n")))
+
     def _open_input_source(self, filesystem, path, **open_args):
         if self._kind == ".parquet":  # parquet needs a seekable file
             return filesystem.open_input_file(path)
@@ -227,47 +246,87 @@ class RowSource(FileBasedDatasource):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# writing: one file per write task, stats back to the driver
+# writing: each actor call's results as one file, written by the actor
 # ----------------------------------------------------------------------------------------------------------
-class ResultSink(BlockBasedFileDatasink):
-    """Writes result blocks as .jsonl (one JSON object per row, floats exact) or .parquet files, one file
-    per write task; each task returns {"rows", "tokens", "errors"} and the driver sums them in `stats`."""
+class ResultWriter:
+    """Writes one actor call's result table as one .jsonl (one JSON object per row, floats exact) or
+    .parquet file in the output folder, from inside the actor: no write task, no second process, no copy of
+    the results through the object store. The file is named after the call's first row
+    (`part-<hash of its input file>-<row>`), so a call that runs again after its actor died replaces its own
+    file: every row is written exactly once. Local files appear atomically (a hidden temporary file, then a
+    rename); on object stores (s3://, gs://, ...) an object appears only once its upload completes."""
 
-    def __init__(self, path: str, fmt: str, **kwargs):
-        super().__init__(path, file_format=fmt.lstrip("."), **kwargs)
-        self.fmt = fmt
-        self.stats = {"rows": 0, "tokens": 0, "errors": 0}
+    def __init__(self, path: str, fmt: str):
+        self.path, self.fmt = path, fmt
+        self._fs = None  # a pyarrow filesystem for URIs, made in the actor on first use
 
-    def write(self, blocks, ctx) -> dict:
-        tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
-        tables = [t for t in tables if t.num_rows]
-        if not tables:
-            return {"rows": 0, "tokens": 0, "errors": 0}
-        table = pa.concat_tables(tables)
-        self.write_block(BlockAccessor.for_block(table), 0, ctx)
-        import pyarrow.compute as pc
+    def name(self, table: pa.Table) -> str:
+        import hashlib
 
-        return {
-            "rows": table.num_rows,
-            "tokens": int(pc.sum(table["tokens"]).as_py() or 0),
-            "errors": table.num_rows - int(pc.count(table["error"], mode="only_null").as_py()),
-        }
+        first_file, first_row = table["file"][0].as_py(), table["row"][0].as_py()
+        digest = hashlib.sha1(first_file.encode("utf-8")).hexdigest()[:12]
+        return f"part-{digest}-{first_row:012d}{self.fmt}"
 
-    def write_block_to_file(self, block: BlockAccessor, file) -> None:
-        table = block.to_arrow()
+    def write(self, table: pa.Table) -> str:
+        """Write `table` (at least one row); returns the file name."""
+        name = self.name(table)
+        if _is_uri(self.path):
+            if self._fs is None:
+                from pyarrow import fs as pafs
+
+                self._fs, self._root = pafs.FileSystem.from_uri(self.path)
+            with self._fs.open_output_stream(posixpath.join(self._root, name)) as f:
+                self._write(table, f)
+            return name
+        final = os.path.join(self.path, name)
+        tmp = os.path.join(self.path, f".{name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            self._write(table, f)
+        os.replace(tmp, final)
+        return name
+
+    def _write(self, table: pa.Table, f) -> None:
         if self.fmt == ".parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(table, file)
+            pq.write_table(table, f)
             return
         for batch in table.to_batches(max_chunksize=1024):
-            file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in batch.to_pylist()).encode())
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in batch.to_pylist()).encode())
 
-    def on_write_complete(self, write_result) -> None:
-        super().on_write_complete(write_result)
-        for stats in write_result.write_returns:
-            for k in self.stats:
-                self.stats[k] += (stats or {}).get(k, 0)
+
+def prepare_output(path: str, overwrite: bool) -> None:
+    """Create the output folder (with overwrite: empty it first). Local or any pyarrow filesystem URI."""
+    if not _is_uri(path):
+        if overwrite and os.path.isdir(path):
+            import shutil
+
+            shutil.rmtree(path)
+        os.makedirs(path, exist_ok=True)
+        return
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(path)
+        if overwrite:
+            filesystem.delete_dir_contents(root, missing_dir_ok=True)
+        filesystem.create_dir(root, recursive=True)
+    except Exception as e:  # noqa: BLE001 - credentials, network, unknown scheme: one line
+        raise JobError(f"output: cannot create {path}: {' '.join(str(e).split())}") from None
+
+
+def remove_partial_files(path: str) -> int:
+    """Remove the temporary files that actors killed mid-write left in a local output folder; their calls
+    ran again and wrote the final files. Returns how many were removed."""
+    if _is_uri(path) or not os.path.isdir(path):
+        return 0
+    stale = [f for f in os.listdir(path) if f.startswith(".part-") and f.endswith(".tmp")]
+    for f in stale:
+        try:
+            os.remove(os.path.join(path, f))
+        except FileNotFoundError:
+            pass
+    return len(stale)
 
 
 def check_output(output: str, overwrite: bool) -> tuple[str, str]:
@@ -290,7 +349,9 @@ def check_output(output: str, overwrite: bool) -> tuple[str, str]:
 __all__ = [
     "JobError",
     "RowSource",
-    "ResultSink",
+    "ResultWriter",
+    "prepare_output",
+    "remove_partial_files",
     "expand_inputs",
     "check_output",
     "input_fields",
