@@ -3,7 +3,8 @@
 fp32 oneDNN prepacked  mkldnn::_linear_pointwise (the cpp backend's fp32 GEMM)
 u8s8 oneDNN            onednn::qlinear_pointwise as ops/int8/cpp.py calls it (x scale 1, zero point 128,
                        per-channel w scales, fp32 out): the int8 ceiling this path can reach
-u8s8 + epilogue        the same plus int8_epilogue (x scale, bias, GELU, re-quantize): the whole int8 GEMM
+u8s8 + epilogue        the same plus the epilogue (x scale, bias, GELU, re-quantize) as the model runs it
+                       (ops/int8/cpp.py gemm_epilogue: row chunks of CHUNK_ROWS above 2 * CHUNK_ROWS rows)
 FBGEMM dynamic int8    torch.ao quantize_dynamic's nn.Linear (quantizes its input per call)
 
   .venv/bin/python bench/bench_int8_gemm.py [--rounds 5] [--m 4096]
@@ -27,8 +28,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--m", type=int, default=4096)
     args = ap.parse_args(argv)
+    from distilbert_fast.ops import cpp
     from distilbert_fast.ops.int8 import cpp as C
     from distilbert_fast.ops.int8 import reference as R
+
+    # as the cpp backend runs (ops._cpp_prepare): without it every (M, N) fp32 output is page-faulted anew
+    cpp.keep_freed_memory()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| M x K x N | fp32 oneDNN | u8s8 oneDNN | u8s8 + epilogue | FBGEMM dynamic int8 | u8s8 / fp32 |")
@@ -53,9 +58,7 @@ def main(argv=None) -> int:
         fns = {
             "fp32": lambda: torch.ops.mkldnn._linear_pointwise(x, w32, b, "none", [], None),
             "u8s8": lambda: packed.gemm(qx),
-            "u8s8+epi": lambda: C.epilogue(
-                packed.gemm(qx), xs, packed.bias, act, torch.float32, act is not None
-            ),
+            "u8s8+epi": lambda: C.gemm_epilogue(packed, qx, xs, act, torch.float32, act is not None),
             "fbgemm": lambda: dyn(x),
         }
         best = dict.fromkeys(fns, float("inf"))

@@ -162,3 +162,8 @@ at::Tensor embeddings_cpu(const at::Tensor& input_ids, const at::Tensor& positio
                           const at::Tensor& word_weight, const at::Tensor& pos_weight,
                           const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps);
 int64_t weights_fingerprint_cpu(at::TensorList tensors, int64_t samples);
+// fp32 GEMM on an MKL-packed weight (mkl_gemm.cpp).
+bool mkl_sgemm_available_cpu();
+at::Tensor mkl_sgemm_pack_cpu(const at::Tensor& weight);
+at::Tensor mkl_sgemm_packed_cpu(const at::Tensor& x_in, const at::Tensor& packed, int64_t out_features,
+                                const std::optional<at::Tensor>& bias, c10::string_view act);

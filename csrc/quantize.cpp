@@ -36,10 +36,27 @@ DBF_INLINE float row_absmax(const T* y, int64_t D) {
 #endif
 }
 
-// q = clamp(round_half_even(y * inv), -127, 127) + 128; returns the row's scale.
+// acc = max(acc, |v|) over the lanes in m.
+DBF_INLINE vf vabsmax(vf acc, vf v, vmask m) {
+#if DBF_AVX512
+  return _mm512_mask_max_ps(acc, m, acc, _mm512_abs_ps(v));
+#else
+  return m ? std::max(acc, std::fabs(v)) : acc;
+#endif
+}
+
+// q = clamp(round_half_even(y * inv), -127, 127) + 128 with amax = max|y| known; returns the row's scale.
+template <typename T>
+DBF_INLINE float quantize_row_amax(const T* y, int64_t D, uint8_t* q, float amax);
+
+// The same, computing max|y| first.
 template <typename T>
 DBF_INLINE float quantize_row(const T* y, int64_t D, uint8_t* q) {
-  const float amax = row_absmax(y, D);
+  return quantize_row_amax(y, D, q, row_absmax(y, D));
+}
+
+template <typename T>
+DBF_INLINE float quantize_row_amax(const T* y, int64_t D, uint8_t* q, float amax) {
   const float inv = amax > 0.0f ? kQmax / amax : 0.0f;
 #if DBF_AVX512
   const __m512 vinv = _mm512_set1_ps(inv);
@@ -72,17 +89,21 @@ Act parse_act(c10::string_view act, bool& has_act) {
   return Act::Gelu;
 }
 
-// y = act(acc * xs + bias) for one row; A == nullptr-like flag via HAS_ACT.
+// y = act(acc * xs + bias) for one row; returns max|y| (of the fp32 values: exact for a float32 y, which is
+// what the fused quantization uses it for).
 template <bool HAS_ACT, Act A, typename T>
-DBF_INLINE void epilogue_row(const float* acc, float xs, const float* bias, int64_t F, T* y) {
+DBF_INLINE float epilogue_row(const float* acc, float xs, const float* bias, int64_t F, T* y) {
   const vf vs = vset1(xs);
+  vf mx = vzero();
   for (int64_t i = 0; i < F; i += W) {
     const vmask m = first_n(F - i);
     vf v = vmul(vload(acc + i, m), vs);
     if (bias != nullptr) v = vadd(v, vload(bias + i, m));
     if constexpr (HAS_ACT) v = vact<A>(v);
     vstore(y + i, v, m);
+    mx = vabsmax(mx, v, m);
   }
+  return hmax(mx);
 }
 
 template <bool HAS_ACT, Act A, typename T>
@@ -90,8 +111,15 @@ void epilogue_kernel(const float* acc, int64_t lda, const float* xs, const float
                      uint8_t* q, float* qs) {
   at::parallel_for(0, N, row_grain(F), [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
-      epilogue_row<HAS_ACT, A>(acc + n * lda, xs[n], bias, F, y + n * F);
-      if (q != nullptr) qs[n] = quantize_row(y + n * F, F, q + n * F);
+      const float amax = epilogue_row<HAS_ACT, A>(acc + n * lda, xs[n], bias, F, y + n * F);
+      if (q == nullptr) continue;
+      // float32 rows: quantize with the max the epilogue just took (one pass less over the row); a bf16 row
+      // is quantized from its rounded values, as the reference does
+      if constexpr (std::is_same_v<T, float>) {
+        qs[n] = quantize_row_amax(y + n * F, F, q + n * F, amax);
+      } else {
+        qs[n] = quantize_row(y + n * F, F, q + n * F);
+      }
     }
   });
 }
@@ -230,6 +258,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> embeddings_quant_cpu(
     if (w.scalar_type() == at::kFloat) run(float{}); else run(T{});
   });
   return {y, q, s};
+}
+
+namespace {
+template <typename T>
+void run_epilogue(bool has_act, dbf::Act a, const float* ap, int64_t lda, const float* xsp, const float* bp,
+                  int64_t N, int64_t F, T* yp, uint8_t* qp, float* sp) {
+  using namespace dbf;
+  if (!has_act) return epilogue_kernel<false, Act::Gelu>(ap, lda, xsp, bp, N, F, yp, qp, sp);
+  switch (a) {
+    case Act::Gelu: return epilogue_kernel<true, Act::Gelu>(ap, lda, xsp, bp, N, F, yp, qp, sp);
+    case Act::GeluNew: return epilogue_kernel<true, Act::GeluNew>(ap, lda, xsp, bp, N, F, yp, qp, sp);
+    case Act::Relu: return epilogue_kernel<true, Act::Relu>(ap, lda, xsp, bp, N, F, yp, qp, sp);
+    case Act::Silu: return epilogue_kernel<true, Act::Silu>(ap, lda, xsp, bp, N, F, yp, qp, sp);
+  }
+}
+}  // namespace
+
+void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
+                           c10::string_view act, const at::Tensor& y, const std::optional<at::Tensor>& q,
+                           const std::optional<at::Tensor>& scale) {
+  using namespace dbf;
+  check_cpu(acc, "int8_epilogue_out: acc");
+  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kFloat && (acc.size(1) <= 1 || acc.stride(1) == 1),
+              "int8_epilogue_out: acc must be a 2-D float32 tensor with a unit-stride last dim, got ",
+              acc.scalar_type(), " of shape ", acc.sizes(), " strides ", acc.strides());
+  const int64_t N = acc.size(0), F = acc.size(1);
+  check_scale(x_scale, N, "int8_epilogue_out: x_scale");
+  check_cpu(y, "int8_epilogue_out: y");
+  TORCH_CHECK((y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.sizes() == acc.sizes() &&
+                  y.is_contiguous(),
+              "int8_epilogue_out: y must be a contiguous float32 or bfloat16 tensor of acc's shape ", acc.sizes(),
+              ", got ", y.scalar_type(), " ", y.sizes(), " strides ", y.strides());
+  const bool has_q = q.has_value() && q->defined();
+  TORCH_CHECK(has_q == (scale.has_value() && scale->defined()),
+              "int8_epilogue_out: q and scale must be given together (or neither)");
+  if (has_q) {
+    check_cpu(*q, "int8_epilogue_out: q");
+    TORCH_CHECK(q->scalar_type() == at::kByte && q->sizes() == acc.sizes() && q->is_contiguous(),
+                "int8_epilogue_out: q must be a contiguous uint8 tensor of acc's shape ", acc.sizes(), ", got ",
+                q->scalar_type(), " ", q->sizes());
+    TORCH_CHECK(scale->is_contiguous(), "int8_epilogue_out: scale must be contiguous");
+    check_scale(*scale, N, "int8_epilogue_out: scale");
+  }
+  const bool has_b = bias.has_value() && bias->defined();
+  at::Tensor b;
+  if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_out: bias");
+  bool has_act;
+  const Act a = parse_act(act, has_act);
+  if (N == 0 || F == 0) return;
+  const at::Tensor xs = x_scale.contiguous();
+  dispatch_float(y.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    run_epilogue<T>(has_act, a, acc.data_ptr<float>(), row_stride(acc), xs.data_ptr<float>(),
+                    has_b ? b.data_ptr<float>() : nullptr, N, F, y.data_ptr<T>(),
+                    has_q ? q->data_ptr<uint8_t>() : nullptr, has_q ? scale->data_ptr<float>() : nullptr);
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tensor& acc, const at::Tensor& x_scale,

@@ -202,3 +202,50 @@ def test_quantized_model_deepcopy_repacks():
         a = model(ids, attention_mask=mask).last_hidden_state
         clone = copy.deepcopy(model)  # the packed oneDNN weight is not copied: the clone repacks
         assert torch.equal(clone(ids, attention_mask=mask).last_hidden_state, a)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [None, "gelu", "relu"])
+@pytest.mark.parametrize("n", ROWS)
+def test_epilogue_out_kernel_writes_row_slices(n, act, dtype):
+    """int8_epilogue_out on row chunks of a larger output == int8_epilogue on the whole (bit for bit)."""
+    torch.manual_seed(n)
+    F = 3 * 64 + 7
+    acc, xs, bias = torch.randn(n, F) * 40, torch.rand(n) * 0.1, torch.randn(F)
+    y0, q0, s0 = C.epilogue(acc, xs, bias, act, dtype, True)
+    y, q, s = torch.empty(n, F, dtype=dtype), torch.empty(n, F, dtype=torch.uint8), torch.empty(n)
+    step = max(1, n // 3)
+    for r in range(0, n, step):
+        C.epilogue_out(
+            acc[r : r + step], xs[r : r + step], bias, act, y[r : r + step], q[r : r + step], s[r : r + step]
+        )
+    assert torch.equal(y, y0) and torch.equal(q, q0) and torch.equal(s, s0)
+    y2 = torch.empty(n, F, dtype=dtype)
+    C.epilogue_out(acc, xs, None, act, y2)
+    _close(y2, R.epilogue(acc, xs, None, act, dtype, False)[0], dtype)
+    with pytest.raises(RuntimeError, match="q and scale must be given together"):
+        C.epilogue_out(acc, xs, bias, act, y, q, None)
+    with pytest.raises(RuntimeError, match="int8_epilogue_out: y must be"):
+        C.epilogue_out(acc, xs, bias, act, torch.empty(n + 1, F, dtype=dtype))
+
+
+@needs_cpp
+@pytest.mark.parametrize("n", (257, 1100))
+def test_chunked_gemm_epilogue_matches_one_call(n, monkeypatch):
+    """Above 2 * CHUNK_ROWS rows the GEMM + epilogue runs on row chunks: same bits as one call, padded
+    (unequal) last chunk included."""
+    torch.manual_seed(n)
+    lin = torch.nn.Linear(96, 80)
+    q_w, s_w = R.quantize_weight(lin.weight)
+    lin.register_buffer("weight_int8", q_w)
+    lin.register_buffer("weight_scale", s_w)
+    p = C.PackedInt8([lin])
+    qx, xs = C.quantize_rows(torch.randn(n, 96))
+    whole = C.epilogue(p.gemm(qx), xs, p.bias, "gelu", torch.float32, True)
+    monkeypatch.setattr(C, "CHUNK_ROWS", 100)
+    chunked = C.gemm_epilogue(p, qx, xs, "gelu", torch.float32, True)
+    for a, b in zip(whole, chunked):
+        assert torch.equal(a, b)
+    y, _, _ = C.gemm_epilogue(p, qx, xs, None, torch.float32, False)
+    assert torch.equal(y, C.epilogue(p.gemm(qx), xs, p.bias, None, torch.float32, False)[0])
