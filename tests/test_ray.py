@@ -158,6 +158,19 @@ def test_each_task_matches_the_pipeline(case, local_ray, models, tmp_path):
             assert_same(r[column], as_column(e), f"row {r['row']}")
 
 
+def test_quantize_int8_matches_the_int8_pipeline(local_ray, minilm_dir, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": s} for s in SENTENCES[:10]])
+    out = tmp_path / "out"
+    run("sentence-embeddings", str(minilm_dir), str(src), str(out), actors=1, quantize="int8", progress=False)
+    got = [r["embedding"] for r in read_output(out)]
+    want = pipeline("sentence-embeddings", model=str(minilm_dir), quantize="int8").run(SENTENCES[:10])
+    fp32 = pipeline("sentence-embeddings", model=str(minilm_dir)).run(SENTENCES[:10])
+    assert_same(got, [w.tolist() for w in want])
+    assert max(float((w - f).abs().max()) for w, f in zip(want, fp32)) > 1e-4  # int8 ran, not fp32
+    with pytest.raises(JobError, match="quantize must be"):
+        run("sentence-embeddings", str(minilm_dir), str(src), str(tmp_path / "o2"), quantize="int4")
+
+
 def test_rows_of_many_files_with_errors_are_never_dropped(local_ray, models, tmp_path):
     """fill-mask over a folder of files with malformed and rejected rows: every input row has one output
     row naming its file and index, with the pipeline's result or an error saying why."""

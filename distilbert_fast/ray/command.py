@@ -104,6 +104,7 @@ def run_ray(args, error_cls) -> int:
             threads_per_actor=args.threads_per_actor,
             batch_size=args.batch_size,
             dtype=args.dtype,
+            quantize=args.quantize,
             backend=args.backend,
             device=args.device,
             head=args.head,

@@ -101,6 +101,7 @@ def run(
     batch_size: int = 32,
     rows_per_call: int = ROWS_PER_CALL,
     dtype: str | None = None,
+    quantize: str | None = None,
     backend: str | None = None,
     device: str = "auto",
     head: str | list[str] | None = None,
@@ -120,8 +121,7 @@ def run(
     actors / threads_per_actor: the actor pool (default: one single-thread actor per CPU of the cluster);
     batch_size: sequences per forward pass; rows_per_call: rows per actor call (about: the input is split
     by an estimated row count; each call's results are one output file, written by the actor). dtype /
-    backend: as
-    `from_pretrained`. device: "auto" (GPUs if the cluster has any), "cpu" or "cuda". head / adapter_names:
+    quantize ("int8") / backend: as `from_pretrained`. device: "auto" (GPUs if the cluster has any), "cpu" or "cuda". head / adapter_names:
     DistilBertModelWithHeads checkpoints. nice: the actors' scheduling niceness. Ray starts its worker
     processes at niceness 15, below every ordinary process: on a node that runs anything else the actors get
     a small share of the CPU (at 15 against 0, about 1/28 of a contended core). 0 (the default) runs the
@@ -151,6 +151,8 @@ def run(
             raise JobError(f"{name} must be an int >= 1, got {value!r}")
     if nice is not None and (isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19):
         raise JobError(f"nice must be an int in 0..19 or None, got {nice!r}")
+    if quantize not in (None, "int8"):
+        raise JobError(f"quantize must be None or 'int8', got {quantize!r}")
     paths, filesystem, kind = expand_inputs(input)
     if task == "question-answering" and kind == ".txt":
         raise JobError('question-answering needs .jsonl or .parquet input with "question" and "context"')
@@ -200,6 +202,7 @@ def run(
                 "task": task,
                 "model": model,
                 "dtype": dtype,
+                "quantize": quantize,
                 "backend": "triton" if device == "cuda" and backend is None else backend,
                 "batch_size": batch_size,
                 "threads": threads,

@@ -105,7 +105,7 @@ def is_multihead_checkpoint(model: str) -> bool:
 class Predictor:
     """`ds.map_batches(Predictor, fn_constructor_kwargs={...}, concurrency=N, batch_format="pyarrow")`.
 
-    task, model (a checkpoint path every worker can read), dtype, backend, batch_size (sequences per forward
+    task, model (a checkpoint path every worker can read), dtype, quantize ("int8"), backend, batch_size (sequences per forward
     pass), threads (torch intra-op threads of this actor; None: leave torch's default, which Ray sets from
     the actor's num_cpus), device ("cpu", "cuda"; with "cuda" use backend="triton"), head / adapter_names
     (DistilBertModelWithHeads: the heads to run, a column each; the adapters to stack), call: keyword
@@ -120,6 +120,7 @@ class Predictor:
         model: str,
         *,
         dtype: str | None = None,
+        quantize: str | None = None,
         backend: str | None = None,
         batch_size: int = 32,
         threads: int | None = None,
@@ -139,6 +140,7 @@ class Predictor:
             task,
             model,
             dtype,
+            quantize,
             backend,
             batch_size,
             threads,
@@ -150,7 +152,19 @@ class Predictor:
         ).result()
 
     def _setup(
-        self, task, model, dtype, backend, batch_size, threads, device, head, adapter_names, call, output
+        self,
+        task,
+        model,
+        dtype,
+        quantize,
+        backend,
+        batch_size,
+        threads,
+        device,
+        head,
+        adapter_names,
+        call,
+        output,
     ):
         import torch
 
@@ -165,12 +179,13 @@ class Predictor:
         self.pid = os.getpid()
         self.writer = None if output is None else ResultWriter(output["path"], output["format"])
         if self.heads is not None:
-            self._init_heads(model, dtype, backend, batch_size, device, adapter_names)
+            self._init_heads(model, dtype, quantize, backend, batch_size, device, adapter_names)
             return
         self.pipe = pipeline(
             self.task,
             model=model,
             dtype=dtype,
+            quantize=quantize,
             backend=backend,
             batch_size=batch_size,
             device=device,
@@ -181,7 +196,7 @@ class Predictor:
         self.tokenizer = self.pipe.tokenizer = _CountingTokenizer(self.pipe.tokenizer)
         self.dim = self.pipe.model.config.dim
 
-    def _init_heads(self, model, dtype, backend, batch_size, device, adapter_names) -> None:
+    def _init_heads(self, model, dtype, quantize, backend, batch_size, device, adapter_names) -> None:
         import torch
 
         from ..heads import DistilBertModelWithHeads
@@ -194,7 +209,8 @@ class Predictor:
                 f"text-classification), not {self.task}"
             )
         dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        net = DistilBertModelWithHeads.from_pretrained(model, dtype=dt, backend=backend).to(device)
+        net = DistilBertModelWithHeads.from_pretrained(model, dtype=dt, backend=backend, quantize=quantize)
+        net = net.to(device)
         net.prepare_for_inference()
         for h in self.heads:
             if h not in net.heads:
