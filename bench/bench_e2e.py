@@ -13,9 +13,11 @@ The figure of merit is real (unpadded) tokens per second from the median round. 
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
+import pickle
 import random
 import shlex
 import shutil
@@ -435,6 +437,65 @@ class CT2Engine(Engine):
         return [h[i, :n] for i, n in enumerate(wl.lengths)]
 
 
+class CT2ProcessEngine(Engine):
+    """CTranslate2 in a worker process (bench/ct2_worker.py says why); timed from here, call by call."""
+
+    def __init__(self, key: str, model_dir: Path, compute_type: str, threads: int):
+        import subprocess
+
+        path = ensure_ct2_model(model_dir, compute_type)
+        self.key = key
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("ct2_worker.py")),
+                str(path),
+                compute_type,
+                str(threads),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # the malloc policy distilbert_fast sets in this process (ops/cpp.py keep_freed_memory), which
+            # CTranslate2 also ran under when it shared the process: freed memory stays in the process
+            env={
+                **os.environ,
+                "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647",
+            },
+        )
+        atexit.register(self.proc.kill)
+        version = self._reply()
+        self.notes = [
+            f"compute_type={compute_type}, intra_threads={threads}, unpadded token-id lists; ctranslate2 "
+            f"{version} in a worker process of its own (bench/ct2_worker.py; --ct2-in-process: in this one), "
+            "with this process's malloc policy (freed memory kept)"
+        ]
+
+    def _reply(self):
+        try:
+            status, value = pickle.load(self.proc.stdout)
+        except EOFError:
+            raise RuntimeError(
+                f"{self.key}: the CTranslate2 worker exited (code {self.proc.wait()})"
+            ) from None
+        if status != "ok":
+            raise RuntimeError(f"{self.key} worker: {value}")
+        return value
+
+    def _call(self, *msg):
+        pickle.dump(msg, self.proc.stdin)
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def make_fn(self, wl):
+        self._call("inputs", wl.name, wl.seqs)
+        name = wl.name
+        return lambda: self._call("run", name)
+
+    def hidden(self, out, wl):
+        h = self._call("output", wl.name)
+        return [h[i, :n] for i, n in enumerate(wl.lengths)]
+
+
 class HFDynamicInt8Engine(HFEngine):
     """transformers + torch.ao dynamic int8 (FBGEMM) on every nn.Linear: the int8 path users already know."""
 
@@ -495,10 +556,9 @@ def create_engine(key: str, model_dir: Path, cfg: dict, args) -> Engine:
         return HFEngine(key, model_dir, "sdpa", torch.bfloat16)
     if key == "ort":
         return ORTEngine(key, model_dir, cfg, args.threads)
-    if key == "ct2":
-        return CT2Engine(key, model_dir, "float32", args.threads)
-    if key == "ct2-int8":
-        return CT2Engine(key, model_dir, "int8", args.threads)
+    if key in ("ct2", "ct2-int8"):
+        ct2 = CT2Engine if args.ct2_in_process else CT2ProcessEngine
+        return ct2(key, model_dir, "float32" if key == "ct2" else "int8", args.threads)
     if key == "df":
         return DFEngine(key, model_dir, torch.float32, args.df_backend)
     if key == "df-bf16":
@@ -572,6 +632,12 @@ def parse_args(argv=None):
         type=float,
         default=20.0,
         help="idle time between two timed calls, so one engine's spinning threads settle",
+    )
+    p.add_argument(
+        "--ct2-in-process",
+        action="store_true",
+        help="run CTranslate2 in this process (default: a worker process; its OpenMP runtime and torch's "
+        "slow each other down in one process)",
     )
     args = p.parse_args(argv)
     args.rounds = args.rounds if args.rounds is not None else (3 if args.quick else 10)
