@@ -4,7 +4,7 @@
     python bench/bench_e2e.py                     # full run (< 10 min on 2 cores), writes bench/RESULTS.md
     python bench/bench_e2e.py --quick --engines df,ort --workloads mixed   # smoke test
 
-Every engine runs in this one process on the same DistilBERT-base-shaped checkpoint (random weights, created
+Every engine (CTranslate2: in a worker process, see ct2_worker.py) runs on the same DistilBERT-base-shaped checkpoint (random weights, created
 once with transformers under bench/_work/), and all engines are timed interleaved, round-robin: warm-up first,
 then N rounds in which every engine runs once, so the noise of a shared machine hits all of them alike.
 The figure of merit is real (unpadded) tokens per second from the median round. See bench/README.md.
@@ -1000,7 +1000,8 @@ def render_markdown(rep: dict, args) -> str:
             )
         )
     lines += [
-        f"- All engines in one process, timed interleaved round-robin: {meth['warmup_calls']} warm-up call(s) per "
+        f"- All engines in one process (CTranslate2 in a worker process of its own: bench/ct2_worker.py), timed "
+        f"interleaved round-robin: {meth['warmup_calls']} warm-up call(s) per "
         f"engine, then up to {meth['rounds_requested']} rounds per workload (done: "
         + ", ".join(f"{k} {n}" for k, n in meth["rounds_done"].items())
         + f"); each round times every engine once, the starting engine rotates, {meth['gap_ms']:.0f} ms idle "
