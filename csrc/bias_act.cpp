@@ -42,12 +42,8 @@ void bias_act_dispatch(Act act, const T* x, int64_t ldx, const P* bias, int64_t 
 
 at::Tensor bias_act_cpu(const at::Tensor& x, const at::Tensor& bias, c10::string_view act) {
   using namespace dbf;
-  Act a;
-  if (act == "gelu") a = Act::Gelu;
-  else if (act == "gelu_new") a = Act::GeluNew;
-  else if (act == "relu") a = Act::Relu;
-  else if (act == "silu") a = Act::Silu;
-  else TORCH_CHECK(false, "bias_act: act must be one of 'gelu', 'gelu_new', 'relu', 'silu', got '", act, "'");
+  bool has_act;
+  const Act a = parse_act("bias_act", act, /*allow_none=*/false, has_act);
   check_rows(x, "bias_act: x");
   const int64_t N = x.size(0), D = x.size(1);
   at::Tensor b = check_vec(bias, D, x.scalar_type(), "bias_act: bias");

@@ -28,6 +28,20 @@ inline void check_float_dtype(const at::Tensor& t, const char* name) {
 
 // (N, D) token rows: any row stride (views such as column slices of a fused QKV output are fine), but the
 // last dim must be unit-stride.
+// The activation named `act` ("gelu", "gelu_new", "relu", "silu"; also "none" where allow_none, which sets
+// has_act false). `op` names the caller in the error.
+inline Act parse_act(const char* op, c10::string_view act, bool allow_none, bool& has_act) {
+  has_act = true;
+  if (act == "gelu") return Act::Gelu;
+  if (act == "gelu_new") return Act::GeluNew;
+  if (act == "relu") return Act::Relu;
+  if (act == "silu") return Act::Silu;
+  TORCH_CHECK(allow_none && act == "none", op, ": act must be one of ", allow_none ? "'none', " : "",
+              "'gelu', 'gelu_new', 'relu', 'silu', got '", act, "'");
+  has_act = false;
+  return Act::Gelu;
+}
+
 inline void check_rows(const at::Tensor& t, const char* name) {
   check_cpu(t, name);
   TORCH_CHECK(t.dim() == 2, name, " must be 2-D (tokens, dim), got shape ", t.sizes());

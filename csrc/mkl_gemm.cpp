@@ -50,18 +50,6 @@ int64_t packed_bytes(int64_t N, int64_t K) {
   return static_cast<int64_t>(cblas_sgemm_pack_get_size(kBMatrix, kPackM, static_cast<int>(N), static_cast<int>(K)));
 }
 
-Act parse_act(c10::string_view act, bool& has_act) {
-  has_act = true;
-  if (act == "gelu") return Act::Gelu;
-  if (act == "gelu_new") return Act::GeluNew;
-  if (act == "relu") return Act::Relu;
-  if (act == "silu") return Act::Silu;
-  TORCH_CHECK(act == "none", "mkl_sgemm_packed: act must be one of 'none', 'gelu', 'gelu_new', 'relu', 'silu', got '",
-              act, "'");
-  has_act = false;
-  return Act::Gelu;
-}
-
 // y[n, :] = act(y[n, :] + bias) in place, rows in parallel.
 template <bool HAS_B, bool HAS_ACT, Act A>
 void epilogue(float* y, const float* bias, int64_t M, int64_t N) {
@@ -150,7 +138,7 @@ at::Tensor mkl_sgemm_packed_cpu(const at::Tensor& x_in, const at::Tensor& packed
   at::Tensor b;
   if (has_b) b = check_vec(*bias, N, at::kFloat, "mkl_sgemm_packed: bias");
   bool has_act;
-  const Act a = parse_act(act, has_act);
+  const Act a = parse_act("mkl_sgemm_packed", act, true, has_act);
   at::Tensor y = at::empty({M, N}, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (M == 0) return y;
   const int64_t lda = row_stride(x);

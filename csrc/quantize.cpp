@@ -77,18 +77,6 @@ DBF_INLINE float quantize_row_amax(const T* y, int64_t D, uint8_t* q, float amax
   return amax > 0.0f ? amax / kQmax : 1.0f;
 }
 
-Act parse_act(c10::string_view act, bool& has_act) {
-  has_act = true;
-  if (act == "gelu") return Act::Gelu;
-  if (act == "gelu_new") return Act::GeluNew;
-  if (act == "relu") return Act::Relu;
-  if (act == "silu") return Act::Silu;
-  TORCH_CHECK(act == "none", "int8_epilogue: act must be one of 'none', 'gelu', 'gelu_new', 'relu', 'silu', got '",
-              act, "'");
-  has_act = false;
-  return Act::Gelu;
-}
-
 // y = act(acc * xs + bias) for one row; returns max|y| (of the fp32 values: exact for a float32 y, which is
 // what the fused quantization uses it for).
 template <bool HAS_ACT, Act A, typename T>
@@ -305,7 +293,7 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
   at::Tensor b;
   if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_out: bias");
   bool has_act;
-  const Act a = parse_act(act, has_act);
+  const Act a = parse_act("int8_epilogue_out", act, true, has_act);
   if (N == 0 || F == 0) return;
   const at::Tensor xs = x_scale.contiguous();
   dispatch_float(y.scalar_type(), [&](auto tag) {
@@ -333,7 +321,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tenso
   at::Tensor b;
   if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue: bias");
   bool has_act;
-  const Act a = parse_act(act, has_act);
+  const Act a = parse_act("int8_epilogue", act, true, has_act);
   at::Tensor y = at::empty({N, F}, acc.options().dtype(out_dtype));
   at::Tensor q = quantize ? at::empty({N, F}, acc.options().dtype(at::kByte)) : at::Tensor();
   at::Tensor s = quantize ? at::empty({N}, acc.options().dtype(at::kFloat)) : at::Tensor();
