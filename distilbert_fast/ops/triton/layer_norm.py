@@ -25,9 +25,13 @@ from ._utils import INTERPRET, LAYER_NORM_EPS, check_rows, next_pow2
 @triton.jit
 def row_layer_norm(x, mask, W, B, cols, col_valid, D, eps):
     """LayerNorm of the fp32 rows of x (BLOCK_R, BLOCK_D) over the first D columns."""
-    mean = tl.sum(x, 1) / D
+    # IEEE-rounded division: on the GPU `/` is an approximate division (2 ulp), which turns a constant row's
+    # mean into 2.4999998 for 2.5 and, times rstd = 1/sqrt(eps) = 1e6 for eps 1e-12, into an O(0.1) error
+    # where torch returns exactly the bias (seen on an H100; the interpreter's numpy division hid it).
+    n = D * 1.0
+    mean = tl.math.div_rn(tl.sum(x, 1), n)
     xc = tl.where(mask, x - mean[:, None], 0.0)
-    var = tl.sum(xc * xc, 1) / D
+    var = tl.math.div_rn(tl.sum(xc * xc, 1), n)
     # An fp32 variance overflow (|x| ~1e18+) makes the row NaN, like torch, never the bias that
     # 1/sqrt(inf) = 0 would silently give (issue 11; same rule as the C++ kernel).
     rstd = tl.where(var < float("inf"), 1.0 / tl.sqrt(var + eps), float("nan"))

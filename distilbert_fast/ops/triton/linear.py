@@ -124,7 +124,7 @@ def _linear_kernel(
 # ----------------------------------------------------------------------------------------------------------
 # launcher
 # ----------------------------------------------------------------------------------------------------------
-def _config(M: int, N: int, K: int, dtype: torch.dtype) -> dict:
+def _config(M: int, N: int, K: int, dtype: torch.dtype, act: str | None = None) -> dict:
     """Fixed block config per M bucket (DistilBERT's N, K: 768 / 2304 / 3072; docs/triton_design.md)."""
     if INTERPRET:
         # numpy interpreter: few, large programs. Caps keep tails (masks, clamps) exercised on small tests.
@@ -147,7 +147,11 @@ def _config(M: int, N: int, K: int, dtype: torch.dtype) -> dict:
                 num_stages=4,
             )
         return dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)
-    if M <= 64:  # weight-streaming bound: narrow N tiles -> more CTAs reading W in parallel
+    # Measured on an H100 (bench/gpu_sweep.py, fp16, 2026-11-24; bench/RESULTS_gpu.md): at M = 128 every
+    # config lands at 8-14 us, launch- and latency-bound, and deep K tiles with narrow N tiles do best; at
+    # M = 4096, 128x128x64 tiles with 4 warps and 3 stages beat 8 warps by 5-9% on the GEMMs without an
+    # activation. All of them stay 1.2-1.7x slower than cuBLAS there (see RESULTS_gpu.md).
+    if M <= 256:  # weight-streaming bound: narrow N tiles -> more CTAs reading W in parallel
         return dict(
             BLOCK_M=max(16, min(64, next_pow2(M))),
             BLOCK_N=32 if N <= 1024 else 64,
@@ -156,11 +160,10 @@ def _config(M: int, N: int, K: int, dtype: torch.dtype) -> dict:
             num_warps=4,
             num_stages=4,
         )
-    if M <= 256:  # still below the ridge point (~600 tokens): favour CTA count over tile reuse
-        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4)
     if M <= 1024:
         return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4)
-    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
+    # The activation epilogue needs 8 warps: with 4 (and with 128x256 tiles) ptxas spills (compile_check).
+    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8 if act else 4, num_stages=3)
 
 
 def _launch(x, weight, bias, act, residual, config=None):
@@ -184,7 +187,7 @@ def _launch(x, weight, bias, act, residual, config=None):
             raise ValueError(f"linear: bias must have shape ({N},), got {tuple(bias.shape)}")
     if residual is not None:
         residual = check_rows("linear residual", residual.reshape(M, N))
-    cfg = dict(_config(M, N, K, x2.dtype))
+    cfg = dict(_config(M, N, K, x2.dtype, act))
     if config:
         cfg.update(config)
     grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]),)
