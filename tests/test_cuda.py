@@ -14,6 +14,7 @@ largest |value|); fp16 / bf16 are held to test_backend_parity's cosine bounds ag
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 
 import pytest
@@ -198,3 +199,26 @@ def test_use_cuda_graphs_from_pretrained_and_multi_head_with_adapters(tmp_path):
         assert_close(
             out[1].logits.cpu()[real], ref[1].logits[real], rel=1e-4, what=f"multi-head tagging, {what}"
         )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_linear_kernel_and_the_cublas_dispatch_on_cuda(dtype):
+    """linear_fused without an epilogue to fuse runs cuBLASLt on CUDA; the Triton kernel still serves a config
+    override and every activation / residual call. Both against F.linear (+ act, + residual) in fp32."""
+    L = importlib.import_module(
+        "distilbert_fast.ops.triton.linear"
+    )  # the module (the package re-exports a function)
+    g = torch.Generator().manual_seed(0)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    for M in (1, 33, 257, 512, 4096):
+        x = torch.randn(M, 768, generator=g).to("cuda", dtype)
+        w = (torch.randn(2304, 768, generator=g) * 768**-0.5).to("cuda", dtype)
+        b = torch.randn(2304, generator=g).to("cuda", dtype)
+        r = torch.randn(M, 2304, generator=g).to("cuda", dtype)
+        ref = torch.nn.functional.linear(x.float(), w.float(), b.float())
+        cfg = L._config(M, 2304, 768, dtype)
+        assert_close(L.linear_fused(x, w, b).float(), ref, rel=tol, what=f"cuBLAS M={M}")
+        assert_close(L.linear_fused(x, w, b, config=cfg).float(), ref, rel=tol, what=f"kernel M={M}")
+        got = L.linear_fused(x, w, b, "gelu", residual=r).float()
+        want = torch.nn.functional.gelu(ref) + r.float()
+        assert_close(got, want, rel=tol, what=f"kernel gelu + residual M={M}")

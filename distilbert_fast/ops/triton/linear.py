@@ -12,6 +12,8 @@ Kernel: the tiled matmul of the Triton tutorial, written for this layout:
     rounding to the output dtype. (The reference rounds x W^T + b to 16 bits before the activation; this is
     one rounding fewer, well inside the bf16 tolerance.)
 Block sizes come from a fixed table per M bucket (docs/triton_design.md); no autotuning at call time.
+On CUDA, a GEMM with nothing to fuse (no activation, no residual: QKV, attention out, FFN out) runs on
+cuBLASLt (addmm with its bias epilogue), which measured faster than this kernel on an H100 (bench/RESULTS_gpu.md).
 
 Fused QKV: [Wq; Wk; Wv] and [bq; bk; bv] are concatenated once and cached on the attention module, keyed by
 each parameter's (data_ptr, _version, dtype, device), so an in-place update, a reload or a .to() rebuilds it.
@@ -178,13 +180,19 @@ def _launch(x, weight, bias, act, residual, config=None):
         raise ValueError(f"linear: x has {K} features but weight is {tuple(weight.shape)}")
     if x2.dtype != weight.dtype:
         raise TypeError(f"linear: x is {x2.dtype} but weight is {weight.dtype}")
-    y = torch.empty((M, N), dtype=x2.dtype, device=x2.device)
-    if M == 0 or N == 0:
-        return y.reshape(*lead, N)
     if bias is not None:
         bias = bias.contiguous()
         if bias.shape != (N,):
             raise ValueError(f"linear: bias must have shape ({N},), got {tuple(bias.shape)}")
+    if x2.is_cuda and act is None and residual is None and not config and M and N:
+        # Nothing to fuse: cuBLASLt's GEMM with its bias epilogue is one kernel, and faster than this one on an
+        # H100 (bench/gpu_sweep.py, fp16, M = 4096: QKV 29 vs 40 us, out 14 vs 16, FFN-out 32 vs 42; M = 128
+        # equal or better). The Triton kernel keeps the GEMMs with an epilogue to fuse (GELU, residual).
+        y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
+        return y.reshape(*lead, N)
+    y = torch.empty((M, N), dtype=x2.dtype, device=x2.device)
+    if M == 0 or N == 0:
+        return y.reshape(*lead, N)
     if residual is not None:
         residual = check_rows("linear residual", residual.reshape(M, N))
     cfg = dict(_config(M, N, K, x2.dtype, act))
