@@ -14,6 +14,7 @@ owns the weights, so a backend can keep per-module prepared state (oneDNN-prepac
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable
@@ -137,9 +138,25 @@ def _build_cpp_table() -> OpTable | None:
     )
     from .int8 import cpp as int8_cpp
 
-    if not int8_cpp.available():  # a _C without the int8 kernels: quantized modules run the reference int8
-        return int8.with_int8(table, int8.TorchKernels)
-    return int8.with_int8(table, int8_cpp.CppKernels)
+    # a _C without the int8 kernels: quantized modules run the reference int8
+    kernels = int8_cpp.CppKernels if int8_cpp.available() else int8.TorchKernels
+    return eager_only(int8.with_int8(table, kernels))
+
+
+MODULE_OPS = ("embeddings", "qkv", "linear", "add_layer_norm", "layer_norm", "attention")
+
+
+def eager_only(table: OpTable) -> OpTable:
+    """`table` with every op hidden from torch.compile (torch.compiler.disable): dynamo runs each op as it is
+    and traces only the glue between them. For tables whose ops hold state dynamo cannot trace: prepacked
+    oneDNN / MKL weights (opaque tensors), weight fingerprints that read data, the int8 hand-off of quantized
+    rows. `torch.compile(model)` then works and returns exactly the eager numbers; the ops are already fused
+    kernels, so there is nothing for a compiler to gain inside them. Eager cost: ~0.4 us per op call."""
+    import torch
+
+    return dataclasses.replace(
+        table, **{name: torch.compiler.disable(getattr(table, name)) for name in MODULE_OPS}
+    )
 
 
 # --- triton table ---------------------------------------------------------------------------------------------

@@ -274,6 +274,7 @@ def _key(linears) -> object:
     return weights_key(list(linears))
 
 
+@torch.compiler.disable  # the cache and its weight fingerprint are state dynamo cannot trace: run it as is
 def fused_qkv_weights(
     attn: nn.Module, attr: str = "_dbf_triton_qkv"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
