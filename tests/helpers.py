@@ -86,3 +86,21 @@ SENTENCES = [
     "She didn't think the café on Rue de Rivoli would still be open at midnight!",
     "Hi",
 ]
+
+
+def parallel_heads_model(backend=None):
+    """DistilBertModelWithHeads (small config) with adapters "a" and "b" active as Parallel("a", "b") and one
+    head per channel (classification "a", tagging "b"); every weight nudged so the adapters count."""
+    import distilbert_fast as dbf
+
+    torch.manual_seed(0)
+    model = dbf.DistilBertModelWithHeads(dbf.DistilBertConfig(**small_config()), backend=backend).eval()
+    model.add_adapter("a", config="seq_bn", reduction_factor=4)
+    model.add_adapter("b", config="seq_bn", reduction_factor=8)
+    model.add_classification_head("a", num_labels=3)
+    model.add_tagging_head("b", num_labels=5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # adapters start as identity: make them count
+    model.set_active_adapters(dbf.Parallel("a", "b"))
+    return model

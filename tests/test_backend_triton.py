@@ -17,12 +17,12 @@ import torch
 
 pytest.importorskip("triton", reason="triton is not installed (pip install 'distilbert_fast[triton]')")
 
-from helpers import assert_close, hf_model, small_config  # noqa: E402
+from helpers import assert_close, hf_model, parallel_heads_model  # noqa: E402
 from helpers import make_inputs as _make_inputs  # noqa: E402
 
 import distilbert_fast as dbf  # noqa: E402
 import distilbert_fast.ops.triton as T  # noqa: E402
-from distilbert_fast import Parallel, cuda_graphs  # noqa: E402
+from distilbert_fast import cuda_graphs  # noqa: E402
 from distilbert_fast.modeling import DistilBertPreTrainedModel  # noqa: E402
 from distilbert_fast.ops import OpTable  # noqa: E402
 from distilbert_fast.ops.triton import _utils  # noqa: E402
@@ -201,16 +201,7 @@ def test_cuda_graph_runner_multi_head_model_with_parallel_adapters(tmp_path, mon
     # DistilBertModelWithHeads through the runner: the static body runs the active Parallel adapter setup
     # (the batch replicated at the first adapter layer, static layout included) and one head per channel; a
     # per-sequence head (classification) is sliced by sequence only, a per-token head (tagging) by token.
-    torch.manual_seed(0)
-    model = dbf.DistilBertModelWithHeads(dbf.DistilBertConfig(**small_config()), backend="torch").eval()
-    model.add_adapter("a", config="seq_bn", reduction_factor=4)
-    model.add_adapter("b", config="seq_bn", reduction_factor=8)
-    model.add_classification_head("a", num_labels=3)
-    model.add_tagging_head("b", num_labels=5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)  # adapters start as identity: make them count
-    model.set_active_adapters(Parallel("a", "b"))
+    model = parallel_heads_model(backend="torch")
     model.to(DEVICE)
     ids, mask = make_inputs("DistilBertModel", 3, 10, seed=11)
     with torch.inference_mode():

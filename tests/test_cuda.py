@@ -19,12 +19,12 @@ import os
 
 import pytest
 import torch
-from helpers import HEADS, assert_close, hf_model, make_inputs, small_config
+from helpers import HEADS, assert_close, hf_model, make_inputs, parallel_heads_model
 from test_backend_parity import FIELDS, compare, counting
 from test_loss_parity import LOSS_HEADS, PER_TOKEN, labels_for
 
 import distilbert_fast as dbf
-from distilbert_fast import Parallel, cuda_graphs
+from distilbert_fast import cuda_graphs
 
 if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
     pytest.skip(
@@ -173,16 +173,7 @@ def test_use_cuda_graphs_from_pretrained_and_multi_head_with_adapters(tmp_path):
         )
 
     # DistilBertModelWithHeads with a Parallel adapter setup: one head per channel, on a captured graph.
-    torch.manual_seed(0)
-    model = dbf.DistilBertModelWithHeads(dbf.DistilBertConfig(**small_config())).eval()  # auto: cpp / torch
-    model.add_adapter("a", config="seq_bn", reduction_factor=4)
-    model.add_adapter("b", config="seq_bn", reduction_factor=8)
-    model.add_classification_head("a", num_labels=3)
-    model.add_tagging_head("b", num_labels=5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)  # adapters start as identity: make them count
-    model.set_active_adapters(Parallel("a", "b"))
+    model = parallel_heads_model()  # backend auto: cpp (or torch) on the CPU
     ids, mask = make_inputs("DistilBertModel", 3, 10, seed=11)
     with torch.inference_mode():
         ref = model(ids, attention_mask=mask)  # on the CPU
