@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distilbert_fast.ops import cpp, onednn
+from distilbert_fast.ops import cpp, gemm
 from distilbert_fast.ops import reference as R
 
 if not cpp.AVAILABLE:
@@ -77,10 +77,10 @@ def test_packed_sgemm_errors_name_the_argument():
 
 @pytest.mark.parametrize("kind", ["mkl", "onednn"])
 def test_packed_linear_matches_f_linear(kind, monkeypatch):
-    monkeypatch.setattr(onednn, "FP32_GEMM", kind)
+    monkeypatch.setattr(gemm, "FP32_GEMM", kind)
     torch.manual_seed(0)
     lins = [torch.nn.Linear(64, 48) for _ in range(3)]
-    p = onednn.PackedLinear(lins)
+    p = gemm.PackedLinear(lins)
     assert p.kind == kind
     w = torch.cat([lin.weight for lin in lins]).detach()
     b = torch.cat([lin.bias for lin in lins]).detach()

@@ -89,9 +89,9 @@ TORCH = int8.with_int8(TORCH, int8.TorchKernels)  # quantized modules (quantize=
 
 # --- cpp table ------------------------------------------------------------------------------------------------
 def _build_cpp_table() -> OpTable | None:
-    from . import cpp, onednn
+    from . import cpp, gemm
 
-    if not (cpp.AVAILABLE and onednn.available()):
+    if not (cpp.AVAILABLE and gemm.available()):
         return None
 
     def embeddings(emb, input_ids, inputs_embeds, position_ids):
@@ -113,7 +113,7 @@ def _build_cpp_table() -> OpTable | None:
     def qkv(attn, x):
         # One GEMM for the three projections; q, k, v are column views of its (N, 3D) output, which the
         # attention kernel reads in place (row stride 3D).
-        out = onednn.packed(attn, [attn.q_lin, attn.k_lin, attn.v_lin])(x)
+        out = gemm.packed(attn, [attn.q_lin, attn.k_lin, attn.v_lin])(x)
         return out.chunk(3, dim=1)
 
     def attention(q, k, v, layout, n_heads, head_mask, dropout_p, need_weights):
@@ -130,7 +130,7 @@ def _build_cpp_table() -> OpTable | None:
         packed=True,
         embeddings=embeddings,
         qkv=qkv,
-        linear=lambda lin, x, act=None: onednn.packed(lin, [lin])(x, act),
+        linear=lambda lin, x, act=None: gemm.packed(lin, [lin])(x, act),
         add_layer_norm=lambda ln, x, residual: cpp.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps),
         layer_norm=lambda ln, x: cpp.layer_norm(x, ln.weight, ln.bias, ln.eps),
         attention=attention,
@@ -278,7 +278,7 @@ def drop_prepared(model) -> None:
             del m.__dict__[key]  # the ops recreate it on their next call
 
 
-# __dict__ keys under which ops keep per-module prepared weights (onednn.packed, triton fused QKV).
+# __dict__ keys under which ops keep per-module prepared weights (gemm.packed, triton fused QKV).
 _PREPARED_PREFIXES = ("_dbf_packed", "_dbf_triton_qkv")
 
 

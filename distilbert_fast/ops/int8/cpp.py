@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 
 from .. import cpp as _cpp  # loads the extension: registers torch.ops.distilbert_fast.*
-from .. import onednn
+from .. import gemm
 from . import _cat, _put, _take
 
-_ATTR = "_dbf_packed_int8"  # starts with onednn's prefix: ops.drop_prepared() forgets it too
+_ATTR = "_dbf_packed_int8"  # starts with ops/gemm.py's prefix: ops.drop_prepared() forgets it too
 NS = "distilbert_fast"
 
 
@@ -66,7 +66,7 @@ class _Holder:
 def _packed(owner, linears) -> PackedInt8:
     # the float weight + bias fingerprint (onednn's freshness check) and the int8 buffers' identity/version
     key = (
-        onednn.weights_key(linears),
+        gemm.weights_key(linears),
         tuple(
             (lin._buffers[n].data_ptr(), lin._buffers[n]._version)
             for lin in linears

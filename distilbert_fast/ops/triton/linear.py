@@ -268,8 +268,8 @@ def linear(lin: nn.Linear, x: torch.Tensor, act: str | None = None) -> torch.Ten
 
 def _key(linears) -> object:
     # Identity, version and (CPU tensors: the interpreter) sampled values of the weights; works for inference
-    # tensors too (models built under torch.inference_mode()). See ops/onednn.py weights_key.
-    from ..onednn import weights_key
+    # tensors too (models built under torch.inference_mode()). See ops/gemm.py weights_key.
+    from ..gemm import weights_key
 
     return weights_key(list(linears))
 

@@ -1,4 +1,5 @@
-"""GEMMs through oneDNN with weights prepacked once, and the activation fused as a post-op.
+"""The cpp backend's GEMMs, with weights prepacked once: fp32 on MKL's packed sgemm, bf16 (and fp32 opt-out) on
+oneDNN with the activation fused as a post-op.
 
 `F.linear` on this CPU goes to MKL with the weight re-read in its plain layout every call (~165-200 GFLOP/s
 fp32). oneDNN with the weight reordered once into its blocked layout (`mkldnn::_reorder_linear_weight`) and
