@@ -6,7 +6,7 @@
 // counter (0 for inference tensors, which have none), and the raw bits of `samples` elements spread evenly
 // over the tensor (first and last included). Any change of identity or version, and any whole-tensor edit
 // (scale, copy, fill, re-init), changes the hash; an edit of a few elements that happen not to be sampled
-// does not (see distilbert_fast/ops/onednn.py for what that means for callers and the measured cost).
+// does not (see distilbert_fast/ops/gemm.py for what that means for callers and the measured cost).
 #include "common.h"
 
 namespace dbf {

@@ -1,7 +1,7 @@
 // fp32 GEMM on a weight prepacked once by MKL (cblas_sgemm_pack / cblas_sgemm_compute), plus our bias +
 // activation epilogue: y = act(x @ W^T + bias).
 //
-// Why MKL's packed GEMM and not oneDNN's prepacked one (ops/onednn.py): measured on the 2-core Xeon (VNNI,
+// Why MKL's packed GEMM and not oneDNN's prepacked one (ops/gemm.py): measured on the 2-core Xeon (VNNI,
 // no AMX), DistilBERT-base's 24 GEMMs cycled over 6 layers' distinct weights as in a forward (so the
 // weights stream from L3/DRAM, 170 MB), median GFLOP/s over interleaved rounds: M=128 (one 128-token
 // sequence) oneDNN 270 / MKL packed 318; M=2062 323 / 341; M=4096 299 / 303. With the same weight reused
@@ -12,7 +12,7 @@
 //
 // MKL is not a build dependency: torch's libtorch_cpu exports the cblas pack/compute entry points when torch
 // was built with MKL. They are declared weak, so a torch without them still loads this library and
-// `mkl_sgemm_available()` returns false (ops/onednn.py then stays on oneDNN).
+// `mkl_sgemm_available()` returns false (ops/gemm.py then stays on oneDNN).
 #include <string>
 
 #include "common.h"

@@ -45,7 +45,7 @@ TORCH_LIBRARY(distilbert_fast, m) {
       "int8_epilogue(Tensor acc, Tensor x_scale, Tensor? bias, str act, ScalarType out_dtype, bool quantize) "
       "-> (Tensor, Tensor, Tensor)");
   m.def(
-      "int8_epilogue_out(Tensor acc, Tensor x_scale, Tensor? bias, str act, Tensor(a!) y, Tensor(b!)? q, "
+      "int8_epilogue_out(Tensor acc, Tensor x_scale, Tensor? bias, str act, Tensor(a!)? y, Tensor(b!)? q, "
       "Tensor(c!)? scale) -> ()");
   m.def("weights_fingerprint(Tensor[] tensors, int samples) -> int", &weights_fingerprint_cpu);
   // fp32 GEMM on a weight packed once by MKL (mkl_gemm.cpp); packed is an opaque uint8 buffer.

@@ -228,6 +228,13 @@ def test_epilogue_out_kernel_writes_row_slices(n, act, dtype):
         C.epilogue_out(acc, xs, bias, act, y, q, None)
     with pytest.raises(RuntimeError, match="int8_epilogue_out: y must be"):
         C.epilogue_out(acc, xs, bias, act, torch.empty(n + 1, F, dtype=dtype))
+    # no y: the quantized rows of a float32 y, bit for bit, nothing stored
+    q3, s3 = torch.full((n, F), 7, dtype=torch.uint8), torch.full((n,), -1.0)
+    C.epilogue_out(acc, xs, bias, act, None, q3, s3)
+    q32, s32 = C.epilogue(acc, xs, bias, act, torch.float32, True)[1:]
+    assert torch.equal(q3, q32) and torch.equal(s3, s32)
+    with pytest.raises(RuntimeError, match="y may be omitted only when q and scale are given"):
+        C.epilogue_out(acc, xs, bias, act, None)
 
 
 @needs_cpp
@@ -249,3 +256,18 @@ def test_chunked_gemm_epilogue_matches_one_call(n, monkeypatch):
         assert torch.equal(a, b)
     y, _, _ = C.gemm_epilogue(p, qx, xs, None, torch.float32, False)
     assert torch.equal(y, C.epilogue(p.gemm(qx), xs, p.bias, None, torch.float32, False)[0])
+    monkeypatch.setattr(C, "CHUNK_ROWS", 512)  # keep_y=False chunks every size: one call and several
+    none, q2, s2 = C.gemm_epilogue(p, qx, xs, "gelu", torch.float32, True, keep_y=False)
+    assert none is None and torch.equal(q2, whole[1]) and torch.equal(s2, whole[2])
+
+
+@needs_cpp
+def test_unstored_ffn_activation_is_refused_anywhere_but_its_gemm():
+    """The FFN's GELU rows are handed off quantized and never stored: the model gets a stand-in that reads as
+    NaN and that a GEMM other than the one it was quantized for refuses (never silently wrong numbers)."""
+    from distilbert_fast.ops import int8
+
+    stand_in = int8.unwritten((5, 7), torch.float32)
+    assert stand_in.shape == (5, 7) and stand_in.isnan().all() and stand_in.untyped_storage().nbytes() == 4
+    with pytest.raises(RuntimeError, match="handed off quantized"):
+        int8._take(stand_in, C.quantize_rows)

@@ -124,6 +124,18 @@ def _put(y, q, s):
     return y
 
 
+_UNWRITTEN = "_dbf_int8_unwritten"
+
+
+def unwritten(shape, dtype):
+    """The stand-in for an activation whose values were never stored, only handed off quantized (the FFN's
+    GELU rows on the cpp backend): the right shape and dtype at no memory cost, NaN wherever it is read, and
+    refused by _take, so a consumer other than the next int8 GEMM cannot go silently wrong."""
+    t = torch.full((1,) * len(shape), float("nan"), dtype=dtype).expand(*shape)
+    setattr(t, _UNWRITTEN, True)
+    return t
+
+
 def _take(x, quantize_rows):
     """The uint8 rows + scales of x: from the kernel that produced x when it was the last to hand off,
     else quantized here. The slot is emptied so no tensor outlives its use."""
@@ -132,6 +144,11 @@ def _take(x, quantize_rows):
         _slot.y = _slot.q = _slot.s = None
         return q, s
     _slot.y = _slot.q = _slot.s = None
+    if getattr(x, _UNWRITTEN, False):
+        raise RuntimeError(
+            "int8: an activation that was only handed off quantized (the FFN's GELU output) reached a GEMM "
+            "other than the one it was quantized for; this is a bug in the caller of the op table"
+        )
     return quantize_rows(x)
 
 
@@ -213,6 +230,7 @@ __all__ = [
     "float_weight_keys",
     "is_quantized_config",
     "with_int8",
+    "unwritten",
     "TorchKernels",
     "reference",
 ]

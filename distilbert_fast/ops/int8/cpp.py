@@ -15,7 +15,7 @@ import torch
 
 from .. import cpp as _cpp  # loads the extension: registers torch.ops.distilbert_fast.*
 from .. import gemm
-from . import _cat, _put, _take
+from . import _cat, _put, _take, unwritten
 
 _ATTR = "_dbf_packed_int8"  # starts with ops/gemm.py's prefix: ops.drop_prepared() forgets it too
 NS = "distilbert_fast"
@@ -111,14 +111,15 @@ def epilogue_out(acc, x_scale, bias, act, y, q=None, scale=None):
 CHUNK_ROWS = 512
 
 
-def gemm_epilogue(p: PackedInt8, q, s, act, out_dtype, want_quant):
+def gemm_epilogue(p: PackedInt8, q, s, act, out_dtype, want_quant, keep_y=True):
     """y = act((q - 128) @ W^T * s[:, None] * w_scale + bias) in out_dtype, plus y's rows quantized when
-    want_quant: (y, q2, s2); q2 and s2 are not meant to be used otherwise."""
+    want_quant: (y, q2, s2); q2 and s2 are not meant to be used otherwise. keep_y=False (float32, want_quant):
+    y is not stored (None), only its quantized rows."""
     M = q.shape[0]
-    if M <= 2 * CHUNK_ROWS:
+    if keep_y and M <= 2 * CHUNK_ROWS:
         return epilogue(p.gemm(q), s, p.bias, act, out_dtype, want_quant)
     F = p.out_features
-    y = torch.empty((M, F), dtype=out_dtype)
+    y = torch.empty((M, F), dtype=out_dtype) if keep_y else None
     q2 = torch.empty((M, F), dtype=torch.uint8) if want_quant else None
     s2 = torch.empty(M, dtype=torch.float32) if want_quant else None
     op, act = _op("int8_epilogue_out"), act or "none"
@@ -132,7 +133,7 @@ def gemm_epilogue(p: PackedInt8, q, s, act, out_dtype, want_quant):
             s[r:e],
             p.bias,
             act,
-            y[r:e],
+            None if y is None else y[r:e],
             None if q2 is None else q2[r:e],
             None if s2 is None else s2[r:e],
         )
@@ -147,5 +148,11 @@ class CppKernels:
     def linear(owner, linears, x, act, want_quant):
         q, s = _take(x, quantize_rows)
         p = _packed(owner, linears)
-        y, q2, s2 = gemm_epilogue(p, q, s, act, x.dtype, want_quant)
-        return _put(y, q2, s2) if want_quant else y
+        # A float32 output that only feeds the next int8 GEMM (the FFN's GELU rows) is never stored: the hand-off
+        # carries its quantized rows, and the model gets a stand-in (int8.unwritten). A bf16 output is kept: the
+        # reference quantizes its rounded values.
+        keep_y = not (want_quant and x.dtype == torch.float32)
+        y, q2, s2 = gemm_epilogue(p, q, s, act, x.dtype, want_quant, keep_y)
+        if not want_quant:
+            return y
+        return _put(y if keep_y else unwritten(q2.shape, x.dtype), q2, s2)
