@@ -411,3 +411,178 @@ def test_bad_arguments_raise_value_errors(fill_mask_models, tokenizers):
     assert emb(["a", "b c"]).shape == (2, 32)
     with pytest.raises(ValueError, match="normalize"):
         emb("a", normalize="yes")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pre-tokenized inputs: encode() + run_encoded() == run()
+# ----------------------------------------------------------------------------------------------------------
+LONG_TEXT = " ".join(["unaffable"] * 200)  # ~800 tokens: truncated at the model's 512
+
+
+def assert_identical(actual, expected, where="result"):
+    """Bit-for-bit equal: same structure, same types, tensors / arrays equal with their dtypes."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor) and actual.dtype == expected.dtype, where
+        assert torch.equal(actual, expected), where
+    elif isinstance(expected, np.ndarray):
+        assert isinstance(actual, np.ndarray) and actual.dtype == expected.dtype, where
+        assert np.array_equal(actual, expected), where
+    elif isinstance(expected, (list, tuple, dict)):
+        assert type(actual) is type(expected) and len(actual) == len(expected), f"{where}: {actual!r}"
+        if isinstance(expected, dict):
+            assert list(actual) == list(expected), where
+            for k in expected:
+                assert_identical(actual[k], expected[k], f"{where}[{k!r}]")
+        else:
+            for i, (a, e) in enumerate(zip(actual, expected)):
+                assert_identical(a, e, f"{where}[{i}]")
+    else:
+        assert type(actual) is type(expected) and actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+def check_encoded(pipe, inputs, ids_only=True, **kw):
+    """run_encoded(encode(x), x) is run(x), also from token-id lists where the task allows them."""
+    from tokenizers import Encoding
+
+    want = pipe.run(inputs, **kw)
+    encodings = pipe.encode(inputs, **kw)
+    assert len(encodings) == len(inputs) and all(isinstance(e, Encoding) for e in encodings)
+    assert_identical(pipe.run_encoded(encodings, inputs, **kw), want, pipe.task)
+    if ids_only:
+        assert_identical(pipe.run_encoded(encodings, **kw), want, f"{pipe.task} without inputs")
+        ids = [e.ids for e in encodings]
+        assert_identical(pipe.run_encoded(ids, **kw), want, f"{pipe.task} from ids")
+    return encodings
+
+
+def test_run_encoded_equals_run_for_every_task(tokenizers, saved, fill_mask_models, qa_models):
+    tok, _ = tokenizers
+    texts = TEXTS + [LONG_TEXT]
+
+    clf = pipeline(
+        "text-classification",
+        model=saved(hf_model("DistilBertForSequenceClassification", seed=1, vocab_size=VOCAB, num_labels=3)),
+        tokenizer=tok,
+        batch_size=2,  # several sorted batches: the results must come back in input order
+    )
+    encodings = check_encoded(clf, texts)
+    assert len(encodings[-1]) == clf.max_length == 512  # truncated as run() truncates
+    pairs = [
+        {"text": "Where is the tower?", "text_pair": TEXTS[2]},
+        TEXTS[1],
+        {"text": LONG_TEXT, "text_pair": "and a short pair"},  # longest_first: the long side is cut
+        {"text": "a short question", "text_pair": LONG_TEXT},
+    ]
+    encodings = check_encoded(clf, pairs, top_k=None, function_to_apply="none")
+    assert [e.n_sequences for e in encodings] == [2, 1, 2, 2] and len(encodings[2]) == 512
+    check_encoded(clf, pairs[:1], top_k=2)
+
+    base = saved(hf_model("DistilBertModel", seed=4, vocab_size=VOCAB))
+    feats = pipeline("feature-extraction", model=base, tokenizer=tok, batch_size=2)
+    check_encoded(feats, texts)
+    check_encoded(feats, texts, return_tensors=True)
+    emb = pipeline("sentence-embeddings", model=base, tokenizer=tok, batch_size=2)
+    check_encoded(emb, texts)
+    check_encoded(emb, texts, normalize=False, return_tensors="np")
+    encodings = check_encoded(emb, texts, max_length=16)  # the call's max_length truncates the encodings
+    assert max(len(e) for e in encodings) == 16
+
+    _, fm_path = fill_mask_models
+    fm = pipeline("fill-mask", model=fm_path, tokenizer=tok, batch_size=2)
+    masked = ["Paris is the [MASK] of France.", "I love [MASK] and [MASK] very much.", "[MASK] " + LONG_TEXT]
+    check_encoded(fm, masked, top_k=3)
+    check_encoded(fm, masked[:2], targets=["capital", "city"])
+
+    ner = pipeline(
+        "ner",
+        model=saved(
+            hf_model("DistilBertForTokenClassification", seed=3, vocab_size=VOCAB, id2label=NER_LABELS)
+        ),
+        tokenizer=tok,
+        batch_size=2,
+    )
+    for strategy in ("none", "simple", "first", "average", "max"):
+        check_encoded(ner, texts, ids_only=False, aggregation_strategy=strategy)
+
+    _, qa_path = qa_models
+    qa = pipeline("question-answering", model=qa_path, tokenizer=tok, batch_size=2)
+    examples = [
+        {"question": "Where does the keeper write letters to?", "context": LONG_CONTEXT},
+        {"question": "When was the tower completed?", "context": SHORT_CONTEXT},
+        {"question": " ".join(["which"] * 80) + " city?", "context": SHORT_CONTEXT},  # question cut to 64
+    ]
+    encodings = check_encoded(qa, examples, ids_only=False)
+    assert len(encodings[0].overflowing) >= 2 and not encodings[1].overflowing  # windows ride along
+    check_encoded(qa, examples, ids_only=False, top_k=3, max_seq_len=96, doc_stride=24)
+    check_encoded(qa, examples[1:], ids_only=False, handle_impossible_answer=True, top_k=5)
+
+    assert clf.encode([]) == [] and clf.run_encoded([]) == []
+    assert emb.run_encoded([]).shape == (0, 32)
+
+
+def test_run_encoded_checks_its_arguments(tokenizers, saved, qa_models):
+    from distilbert_fast.pipelines import PipelineInputError
+
+    tok, _ = tokenizers
+    ner = pipeline(
+        "ner",
+        model=saved(
+            hf_model("DistilBertForTokenClassification", seed=3, vocab_size=VOCAB, id2label=NER_LABELS)
+        ),
+        tokenizer=tok,
+    )
+    encodings = ner.encode(TEXTS[:2])
+    with pytest.raises(ValueError, match="inputs: token-classification needs the inputs"):
+        ner.run_encoded(encodings)
+    with pytest.raises(ValueError, match="inputs: 1 inputs for 2 encodings"):
+        ner.run_encoded(encodings, TEXTS[:1])
+    with pytest.raises(ValueError, match=r"encodings\[0\]: expected a tokenizers.Encoding, got list"):
+        ner.run_encoded([e.ids for e in encodings], TEXTS[:2])
+    with pytest.raises(ValueError, match="encodings: run_encoded"):
+        ner.run_encoded("a text", TEXTS[:1])
+    clf = pipeline(
+        "text-classification",
+        model=saved(hf_model("DistilBertForSequenceClassification", seed=1, vocab_size=VOCAB, num_labels=2)),
+        tokenizer=tok,
+    )
+    untruncated = tok(["ok", LONG_TEXT]).encodings  # the caller forgot to truncate
+    with pytest.raises(PipelineInputError, match="more than max_length=512") as e:
+        clf.run_encoded(untruncated)
+    assert e.value.input_index == 1
+    with pytest.raises(ValueError, match=r"encodings\[0\]: a list of token ids must hold ints only"):
+        clf.run_encoded([[101, "x", 102]])
+    with pytest.raises(ValueError, match="top_k"):
+        clf.run_encoded(clf.encode(["a"]), top_k=0)
+    _, qa_path = qa_models
+    qa = pipeline("question-answering", model=qa_path, tokenizer=tok)
+    with pytest.raises(ValueError, match="pair encodings"):
+        qa.run_encoded(tok(["just one text"]).encodings, [{"question": "q", "context": "c"}])
+
+
+def test_encode_truncation_side_left_keeps_the_end(tokenizers, saved, minilm_dir, qa_models):
+    tok, _ = tokenizers
+    left_tok = DistilBertTokenizer.from_pretrained(minilm_dir, truncation_side="left")
+    path = saved(hf_model("DistilBertForSequenceClassification", seed=1, vocab_size=VOCAB, num_labels=3))
+    clf = pipeline("text-classification", model=path, tokenizer=tok)
+    ref = pipeline("text-classification", model=path, tokenizer=left_tok)  # a left-truncating tokenizer
+    text = "The beginning is here. " + LONG_TEXT + " And this is how it ends."
+    inputs = [text, TEXTS[0], {"text": "a short question", "text_pair": text}]
+    left = clf.encode(inputs, truncation_side="left")
+    whole = tok(text)["input_ids"]
+    assert left[0].ids == [whole[0], *whole[-511:]]  # [CLS] + the last 510 tokens + [SEP]
+    assert left[1].ids == clf.encode(inputs[1:2])[0].ids  # short inputs: nothing to cut, either side
+    assert [e.ids for e in left] == [e.ids for e in ref.encode(inputs)]
+    assert_identical(clf.run_encoded(left, top_k=None), ref.run(inputs, top_k=None))
+    assert clf.encode(inputs)[0].ids[:6] == whole[:6]  # the default still keeps the start
+    assert clf.encode(inputs, truncation_side="right")[0].ids == clf.encode(inputs)[0].ids
+    assert clf.tokenizer.truncation_side == "right"  # the pipeline's tokenizer is left as it was
+    emb = pipeline("sentence-embeddings", model=path, tokenizer=tok)
+    assert_identical(
+        emb.run_encoded(emb.encode([text], truncation_side="left", max_length=32)),
+        pipeline("sentence-embeddings", model=path, tokenizer=left_tok).run([text], max_length=32),
+    )
+    with pytest.raises(ValueError, match="truncation_side must be 'right', 'left' or None"):
+        clf.encode(inputs, truncation_side="middle")
+    qa = pipeline("question-answering", model=qa_models[1], tokenizer=tok)
+    with pytest.raises(ValueError, match="truncation_side: question-answering cuts nothing"):
+        qa.encode([{"question": "q", "context": "c"}], truncation_side="left")

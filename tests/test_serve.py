@@ -181,6 +181,69 @@ def test_embed_matches_the_pipeline(embed_server, minilm_dir):
     close_to(s.post("/embed", {"inputs": [long], "truncate": True}).json(), cut, 1e-5)
 
 
+def test_requests_are_tokenized_once_on_the_event_loop(embed_server, clf, reranker):
+    # TEI's split: the event loop tokenizes (the batch budget needs the real token counts), the model
+    # worker runs the encodings it is handed and never tokenizes again.
+    calls = []
+
+    def spy(tokenizer):
+        encode_batch = tokenizer._encode_batch
+
+        def counted(batch, *a, **k):
+            calls.append((threading.current_thread().name, len(batch)))
+            return encode_batch(batch, *a, **k)
+
+        tokenizer._encode_batch = counted
+        return lambda: delattr(tokenizer, "_encode_batch")
+
+    for server, route, body in (
+        (embed_server, "/embed", {"inputs": TEXTS[:3]}),
+        (clf[0], "/predict", {"inputs": [["Is it raining?", "The streets are wet."], TEXTS[1]]}),
+        (reranker[0], "/rerank", {"query": "Where is the tower?", "texts": TEXTS[:4]}),
+    ):
+        service = server.service
+        undo = [spy(service.pipe.tokenizer), spy(service.tokenizer)]
+        try:
+            calls.clear()
+            assert server.post(route, body).status_code == 200
+        finally:
+            for u in undo:
+                u()
+        n = len(body.get("inputs", body.get("texts")))
+        assert calls == [("MainThread", n)], (route, calls)  # one call, for every input, not in the worker
+
+
+def test_left_truncation_keeps_the_end_of_long_inputs(embed_server, minilm_dir, clf, reranker):
+    # TEI's truncation_direction "left" (or "Left"): an over-long input keeps its last tokens
+    left_tok = dbf.DistilBertTokenizer.from_pretrained(minilm_dir, truncation_side="left")
+    long = "It starts like this. " + " ".join(["word"] * 300) + " And it ends like that."
+    want = pipeline("sentence-embeddings", model=minilm_dir, tokenizer=left_tok).run([long, TEXTS[0]])
+    for direction in ("left", "Left"):
+        body = {"inputs": [long, TEXTS[0]], "truncate": True, "truncation_direction": direction}
+        close_to(embed_server.post("/embed", body).json(), want.tolist(), 1e-5, direction)
+    right = embed_server.post("/embed", {"inputs": [long], "truncate": True}).json()
+    assert not np.allclose(right[0], want[0].numpy(), atol=1e-3)  # the default keeps the start
+    error(  # without truncate an over-long input is still an error, whichever end would be cut
+        embed_server.post("/embed", {"inputs": [long], "truncation_direction": "left"}), 413, "validation"
+    )
+
+    s, pipe = clf
+    path = s.service.config.model
+    left = pipeline("text-classification", model=path, tokenizer=left_tok)
+    left.max_length = 64  # the server's --max-input-length
+    pair = [long, "The streets are wet."]
+    body = {"inputs": [pair, TEXTS[1]], "truncate": True, "truncation_direction": "left"}
+    want = left.run([{"text": long, "text_pair": pair[1]}, TEXTS[1]], top_k=None)
+    close_to(s.post("/predict", body).json(), want)
+    s, pipe = reranker
+    left = pipeline("text-classification", model=s.service.config.model, tokenizer=left_tok)
+    items = [{"text": "Where is the tower?", "text_pair": t} for t in (long, TEXTS[2])]
+    scores = [r[0]["score"] for r in left.run(items, top_k=None)]
+    body = {"query": "Where is the tower?", "texts": [long, TEXTS[2]], "truncate": True}
+    got = s.post("/rerank", {**body, "truncation_direction": "left"}).json()
+    close_to(sorted(got, key=lambda d: d["index"]), [{"index": i, "score": x} for i, x in enumerate(scores)])
+
+
 def test_quantize_int8_serves_what_the_int8_pipeline_computes(clf):
     path = clf[0].service.config.model
     s = Server(model=path, quantize="int8")
@@ -455,6 +518,12 @@ def test_heads_and_adapters_per_request_share_the_encoder_pass(save):
             "validation",
             "adapter_names",
         )
+        error(
+            s.post("/predict", {"inputs": "x", "head": "sent", "truncation_direction": "left"}),
+            422,
+            "validation",
+            "truncation_direction",
+        )
         assert set(s.get("/info").json()["model_type"]["heads"]) == {"sent", "topics", "tags"}
     finally:
         s.service.close()
@@ -478,7 +547,14 @@ def test_malformed_requests_give_422_naming_the_field(embed_server):
     error(s.post("/embed", {"inputs": "a", "normalize": "yes"}), 422, "validation", "normalize")
     error(s.post("/embed", {"inputs": "a", "normalise": True}), 422, "validation", "normalise", "unknown")
     error(s.post("/embed", {"inputs": []}), 422, "empty", "inputs")
-    error(s.post("/embed", {"inputs": "a", "truncation_direction": "left"}), 422, "validation", "right")
+    lone_surrogate = b'{"inputs": ["ok", "bad \\ud800 text"]}'  # valid JSON, not valid Unicode
+    error(s.post("/embed", content=lone_surrogate), 422, "validation", "inputs", "Unicode")
+    error(
+        s.post("/embed", {"inputs": "a", "truncation_direction": "up"}),
+        422,
+        "validation",
+        "truncation_direction",
+    )
     error(s.post("/embed", {"inputs": "a", "prompt_name": "query"}), 422, "validation", "prompt_name")
     error(s.post("/nope", {"inputs": "a"}), 404, "not_found")
     error(s.get("/embed"), 405)

@@ -8,6 +8,12 @@
 Tasks (aliases): text-classification (sentiment-analysis), fill-mask, question-answering,
 token-classification (ner), feature-extraction, sentence-embeddings (ours: mean pooling + L2 norm).
 
+run() in two halves, for a server that tokenizes where a request arrives and runs the model elsewhere:
+`encodings = clf.encode(texts)` (the tokenization run() does: tokenizers.Encoding per input; also
+`truncation_side="left"` to keep the end of over-long inputs), then `clf.run_encoded(encodings, texts)`
+(== clf.run(texts); token-classification and question-answering need the texts, the other tasks also take
+plain lists of token ids).
+
 How a call runs: the inputs are tokenized in one batched call; the sequences (or, for question answering,
 the doc_stride windows) are sorted by length and run `batch_size` at a time through the encoder under
 `torch.inference_mode()` -- on the cpp backend that runs padding-free on the real tokens only; the task

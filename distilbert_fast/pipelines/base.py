@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Encoding
 
 from ..modeling import (
     DistilBertModel,
@@ -129,10 +130,72 @@ class Pipeline:
 
     def run(self, inputs: Sequence[Any], **kwargs: Any) -> list:
         """One result per input, in input order (no un-batching of single inputs)."""
-        if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
-            raise ValueError(f"inputs: run() takes a list of inputs, got {type(inputs).__name__}")
+        inputs = self._run_list(inputs)
         params, engine = self._split_call_kwargs(kwargs)
-        return self._results(list(inputs), params, engine)
+        return self._results(inputs, params, engine)
+
+    def encode(
+        self, inputs: Sequence[Any], *, truncation_side: str | None = None, **kwargs: Any
+    ) -> list[Encoding]:
+        """The tokenization `run(inputs, **kwargs)` does, one `tokenizers.Encoding` per input (truncated as
+        run() truncates; question answering: each example's first window, the others in its `.overflowing`).
+
+        With `run_encoded` it splits run() in two: a server tokenizes once where it receives the request
+        (it needs the real token counts there, for its batch budget and length limit) and its model worker
+        runs only the model and the postprocessing. `run_encoded(encode(x, **kw), x, **kw) == run(x, **kw)`.
+
+        truncation_side: "left" keeps the end of an input longer than the limit instead of its start
+        (text-embeddings-inference's truncation_direction); None or "right": the tokenizer's own side.
+        Question answering splits long contexts into windows and takes no truncation_side.
+        """
+        if truncation_side not in (None, "right", "left"):
+            raise ValueError(f"truncation_side must be 'right', 'left' or None, got {truncation_side!r}")
+        if truncation_side is not None and not self._truncates:
+            raise ValueError(f"truncation_side: {self.task} cuts nothing (long contexts run as windows)")
+        inputs = self._items(self._run_list(inputs))
+        params, _ = self._split_call_kwargs(kwargs)
+        params = self._params(params)
+        if not inputs:
+            return []
+        if truncation_side is None or truncation_side == self.tokenizer.truncation_side:
+            return self._encode(inputs, params)
+        return self._with_tokenizer(self._side_tokenizer(truncation_side))._encode(inputs, params)
+
+    def run_encoded(
+        self, encodings: Sequence[Any], inputs: Sequence[Any] | None = None, **kwargs: Any
+    ) -> list:
+        """run() on inputs tokenized already: one result per encoding, equal to `run(inputs, **kwargs)` when
+        `encodings` is `encode(inputs, **kwargs)`.
+
+        encodings: `tokenizers.Encoding`s (what `encode` or the tokenizer returns: `enc.encodings`), special
+        tokens included; for the tasks that only need the ids (feature-extraction, sentence-embeddings,
+        text-classification, fill-mask) also lists of token ids. inputs: the inputs they were made from, as
+        run() takes them; token-classification and question-answering need them (entity words and answers
+        are cut from the text), the other tasks ignore them. Each sequence may hold at most `max_length`
+        tokens.
+        """
+        if isinstance(encodings, (str, dict, Encoding)) or not isinstance(encodings, Sequence):
+            raise ValueError(
+                f"encodings: run_encoded() takes a list of tokenizers.Encoding, got {type(encodings).__name__}"
+            )
+        encodings = list(encodings)
+        params, engine = self._split_call_kwargs(kwargs)
+        params = self._params(params)
+        items = None
+        if inputs is not None:
+            items = self._items(self._run_list(inputs))
+            if len(items) != len(encodings):
+                raise ValueError(
+                    f"inputs: {len(items)} inputs for {len(encodings)} encodings; pass the inputs the "
+                    "encodings were made from, one per encoding"
+                )
+        elif self._needs_inputs:
+            raise ValueError(
+                f"inputs: {self.task} needs the inputs the encodings were made from "
+                "(run_encoded(encodings, inputs))"
+            )
+        self._check_encodings(encodings)
+        return self._run_encoded(items, encodings, params, engine)
 
     def __repr__(self) -> str:
         return (
@@ -164,6 +227,57 @@ class Pipeline:
         kwargs.setdefault("truncation", True)
         kwargs.setdefault("max_length", self.max_length)
         return self.tokenizer(texts, **kwargs)
+
+    def _side_tokenizer(self, side: str):
+        """A copy of the tokenizer that truncates on `side` (made once): the tokenizer's truncation side is
+        its own state, and flipping it for one call would race with other threads using the tokenizer."""
+        tokenizers = self.__dict__.setdefault("_side_tokenizers", {})
+        if side not in tokenizers:
+            import copy
+
+            tok = copy.deepcopy(self.tokenizer)
+            tok.truncation_side = side
+            tokenizers[side] = tok
+        return tokenizers[side]
+
+    def _with_tokenizer(self, tokenizer) -> Pipeline:
+        """This pipeline, tokenizing with `tokenizer` (a shallow copy: model and settings shared)."""
+        import copy
+
+        view = copy.copy(self)
+        view.tokenizer = tokenizer
+        return view
+
+    @staticmethod
+    def _run_list(inputs: Any) -> list:
+        if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
+            raise ValueError(f"inputs: run() takes a list of inputs, got {type(inputs).__name__}")
+        return list(inputs)
+
+    def _check_encodings(self, encodings: list) -> None:
+        """Each an Encoding (or, where `_ids_only`, a list of ints) of 1..max_length tokens."""
+        for i, e in enumerate(encodings):
+            if isinstance(e, Encoding):
+                n = len(e)
+            elif self._ids_only and isinstance(e, (list, tuple)):
+                if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in e):
+                    raise ValueError(f"encodings[{i}]: a list of token ids must hold ints only")
+                n = len(e)
+            else:
+                what = (
+                    "a tokenizers.Encoding or a list of token ids"
+                    if self._ids_only
+                    else "a tokenizers.Encoding"
+                )
+                raise ValueError(f"encodings[{i}]: expected {what}, got {type(e).__name__}")
+            if n > self.max_length:
+                raise PipelineInputError(
+                    f"{self.task}: the encoding has {n} tokens, more than max_length={self.max_length}", i
+                )
+
+    @staticmethod
+    def _ids(encodings: list) -> list[list[int]]:
+        return [e.ids if isinstance(e, Encoding) else list(e) for e in encodings]
 
     # -- the engine ----------------------------------------------------------------------------------------
     def _forward(
@@ -228,7 +342,29 @@ class Pipeline:
             return self.model.ops_for_call(False)
 
     # -- to implement --------------------------------------------------------------------------------------
+    # _results = _items (check / normalize the inputs) -> _params (check the call arguments) -> _encode
+    # (tokenize) -> _run_encoded (model + postprocessing); encode() and run_encoded() expose the two halves.
+    _needs_inputs = False  # _run_encoded reads the inputs themselves, not only their encodings
+    _ids_only = True  # _run_encoded reads only the token ids (lists of ids are accepted as encodings)
+    _truncates = True  # inputs over the length limit are cut (encode's truncation_side says which end)
+
     def _results(self, inputs: list, params: dict[str, Any], engine: dict[str, Any]) -> list:
+        params = self._params(params)
+        items = self._items(inputs)
+        return self._run_encoded(items, self._encode(items, params) if items else [], params, engine)
+
+    def _items(self, inputs: list) -> list:
+        return self._check_texts(inputs)
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return params
+
+    def _encode(self, items: list, params: dict[str, Any]) -> list[Encoding]:
+        return self._tokenize(items).encodings
+
+    def _run_encoded(
+        self, items: list | None, encodings: list, params: dict[str, Any], engine: dict[str, Any]
+    ) -> list:
         raise NotImplementedError
 
     def _check_texts(self, inputs: list) -> list[str]:

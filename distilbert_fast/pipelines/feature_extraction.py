@@ -36,20 +36,22 @@ class FeatureExtractionPipeline(Pipeline):
             )
         return self._results(list(inputs), params, engine)
 
-    def _results(self, inputs, params, engine):
-        self._check_texts(inputs)
-        return_tensors = check_bool("return_tensors", params["return_tensors"], self.task)
+    def _params(self, params):
+        params = dict(params)
+        params["return_tensors"] = check_bool("return_tensors", params["return_tensors"], self.task)
         if params["truncation"] not in (None, True, False, "longest_first", "only_first", "do_not_truncate"):
             raise ValueError(f"feature-extraction: truncation must be a bool, got {params['truncation']!r}")
-        if not inputs:
+        return params
+
+    def _run_encoded(self, items, encodings, params, engine):
+        if not encodings:
             return []
-        enc = self._tokenize(inputs)
 
         def head(rows, lengths, _):
             return [t.detach().cpu().clone() for t in split_rows(rows, lengths)]
 
-        feats = self._forward(enc["input_ids"], head, None, engine)
-        return [f.unsqueeze(0) if return_tensors else f.unsqueeze(0).tolist() for f in feats]
+        feats = self._forward(self._ids(encodings), head, None, engine)
+        return [f.unsqueeze(0) if params["return_tensors"] else f.unsqueeze(0).tolist() for f in feats]
 
 
 class SentenceEmbeddingPipeline(Pipeline):
@@ -82,19 +84,25 @@ class SentenceEmbeddingPipeline(Pipeline):
             )
         return self._results(list(inputs), params, engine)
 
-    def _results(self, inputs, params, engine):
-        self._check_texts(inputs)
-        normalize = check_bool("normalize", params["normalize"], self.task)
+    def _params(self, params):
+        params = dict(params)
+        params["normalize"] = check_bool("normalize", params["normalize"], self.task)
         rt = params["return_tensors"]
         if rt not in ("pt", "np"):
             raise ValueError(f"sentence-embeddings: return_tensors must be 'pt' or 'np', got {rt!r}")
         max_length = params["max_length"]
         if max_length is None:
             max_length = self.default_max_length
-        max_length = min(check_int("max_length", max_length, 2, self.task), self.max_length)
+        params["max_length"] = min(check_int("max_length", max_length, 2, self.task), self.max_length)
+        return params
+
+    def _encode(self, items, params):
+        return self._tokenize(items, max_length=params["max_length"]).encodings
+
+    def _run_encoded(self, items, encodings, params, engine):
+        normalize, rt = params["normalize"], params["return_tensors"]
         dim = self.model.config.dim
-        if inputs:
-            enc = self._tokenize(inputs, max_length=max_length)
+        if encodings:
 
             def head(rows, lengths, _):
                 rows = rows.float()
@@ -107,7 +115,7 @@ class SentenceEmbeddingPipeline(Pipeline):
                     pooled = F.normalize(pooled, p=2, dim=1)
                 return list(pooled.cpu())
 
-            emb = torch.stack(self._forward(enc["input_ids"], head, None, engine))
+            emb = torch.stack(self._forward(self._ids(encodings), head, None, engine))
         else:
             emb = torch.zeros(0, dim)
         return emb.numpy() if rt == "np" else emb

@@ -73,17 +73,20 @@ class FillMaskPipeline(Pipeline):
             raise ValueError("fill-mask: targets: at least one target must be provided when passed.")
         return np.array(target_ids)
 
-    def _results(self, inputs, params, engine):
-        self._check_texts(inputs)
-        top_k = check_int("top_k", params["top_k"], 1, self.task)
-        target_ids = None if params["targets"] is None else self._target_ids(params["targets"])
-        mask_id = self.tokenizer.mask_token_id
-        if mask_id is None:
+    def _params(self, params):
+        params = dict(params)
+        params["top_k"] = check_int("top_k", params["top_k"], 1, self.task)
+        params["target_ids"] = None if params["targets"] is None else self._target_ids(params["targets"])
+        if self.tokenizer.mask_token_id is None:
             raise ValueError("fill-mask: the tokenizer does not define a mask_token")
-        if not inputs:
+        return params
+
+    def _run_encoded(self, items, encodings, params, engine):
+        top_k, target_ids = params["top_k"], params["target_ids"]
+        mask_id = self.tokenizer.mask_token_id
+        if not encodings:
             return []
-        enc = self._tokenize(inputs)
-        sequences = enc["input_ids"]
+        sequences = self._ids(encodings)
         positions = []
         for i, ids in enumerate(sequences):
             pos = [j for j, t in enumerate(ids) if t == mask_id]

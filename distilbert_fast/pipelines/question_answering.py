@@ -169,6 +169,24 @@ class QuestionAnsweringPipeline(Pipeline):
             )
         return [self._normalize(x) for x in inputs]
 
+    _needs_inputs = True  # answers are cut from the context
+    _ids_only = False  # windows, sequence ids and offsets: tokenizers.Encoding
+    _truncates = False  # long contexts run as overlapping windows: nothing is cut
+
+    def _items(self, inputs):
+        return [self._normalize(x) for x in inputs]
+
+    def _params(self, params):
+        return self._check_qa_params(params)
+
+    def _check_encodings(self, encodings):
+        super()._check_encodings(encodings)
+        for i, e in enumerate(encodings):
+            if e.n_sequences != 2:
+                raise ValueError(
+                    f"encodings[{i}]: question-answering needs (question, context) pair encodings"
+                )
+
     def _check_qa_params(self, params):
         p = dict(params)
         p["top_k"] = check_int("top_k", p["top_k"], 1, self.task)
@@ -210,9 +228,12 @@ class QuestionAnsweringPipeline(Pipeline):
         return out
 
     def _results(self, examples, params, engine):
+        # examples: already normalized (question, context) tuples (__call__ and run() normalize them)
         p = self._check_qa_params(params)
-        if not examples:
-            return []
+        return self._run_encoded(examples, self._encode(examples, p) if examples else [], p, engine)
+
+    def _encode(self, examples, p):
+        """One Encoding per example: its first window, the next ones in `.overflowing`."""
         questions = self._truncate_question([q for q, _ in examples], p["max_question_len"])
         contexts = [c for _, c in examples]
         try:
@@ -231,8 +252,20 @@ class QuestionAnsweringPipeline(Pipeline):
                 f"{p['max_seq_len']} tokens overlapping by doc_stride={p['doc_stride']} ({e}); "
                 "use a smaller doc_stride or a shorter question (max_question_len)"
             ) from None
-        encodings = enc.encodings
         sample_of = enc["overflow_to_sample_mapping"]
+        # the rows are each example's first window followed by its overflowing ones
+        return [e for w, e in enumerate(enc.encodings) if w == 0 or sample_of[w] != sample_of[w - 1]]
+
+    def _run_encoded(self, examples, first_windows, p, engine):
+        if not first_windows:
+            return []
+        contexts = [c for _, c in examples]
+        encodings, windows = [], []
+        for first in first_windows:
+            rows = [first, *first.overflowing]
+            windows.append(list(range(len(encodings), len(encodings) + len(rows))))
+            encodings.extend(rows)
+        ids_of = [e.ids for e in encodings]
         model = self.model
 
         ops = self._ops()
@@ -240,10 +273,7 @@ class QuestionAnsweringPipeline(Pipeline):
         def head(rows, lengths, _):
             return [to_float_numpy(t) for t in split_rows(model.head_rows(ops, rows), lengths)]
 
-        logits = self._forward(enc["input_ids"], head, None, engine)
-        windows: list[list[int]] = [[] for _ in examples]
-        for w, s in enumerate(sample_of):
-            windows[s].append(w)
+        logits = self._forward(ids_of, head, None, engine)
 
         cls_id = self.tokenizer.cls_token_id
         results = []
@@ -253,7 +283,7 @@ class QuestionAnsweringPipeline(Pipeline):
             answers: list[dict] = []
             for w in rows:
                 e = encodings[w]
-                ids = np.asarray(enc["input_ids"][w])
+                ids = np.asarray(ids_of[w])
                 p_mask = np.asarray([[tok != 1 for tok in e.sequence_ids]])
                 if cls_id is not None:
                     p_mask[0, np.nonzero(ids == cls_id)[0]] = 0  # keep [CLS] (the null answer) allowed

@@ -83,15 +83,14 @@ class TextClassificationPipeline(Pipeline):
             )
         return name.lower()
 
-    def _results(self, inputs, params, engine):
-        top_k = params["top_k"]
-        legacy = top_k is _UNSET
-        if legacy:
-            top_k = 1
-        elif top_k is not None:
-            top_k = check_int("top_k", top_k, 1, self.task)
-        function = self._function(params["function_to_apply"])
+    def _params(self, params):
+        params = dict(params)
+        if params["top_k"] is not _UNSET and params["top_k"] is not None:
+            params["top_k"] = check_int("top_k", params["top_k"], 1, self.task)
+        params["function_to_apply"] = self._function(params["function_to_apply"])
+        return params
 
+    def _items(self, inputs):
         batch: list = []
         for i, x in enumerate(inputs):
             if isinstance(x, str):
@@ -106,9 +105,16 @@ class TextClassificationPipeline(Pipeline):
                     f"inputs: text-classification takes a str or a {{'text', 'text_pair'}} "
                     f"dict; item {i} is {x!r:.80}"
                 )
-        if not batch:
+        return batch
+
+    def _run_encoded(self, items, encodings, params, engine):
+        top_k = params["top_k"]
+        legacy = top_k is _UNSET
+        if legacy:
+            top_k = 1
+        function = params["function_to_apply"]
+        if not encodings:
             return []
-        enc = self._tokenize(batch)
         model = self.model
         ops = self._ops()
 
@@ -117,7 +123,7 @@ class TextClassificationPipeline(Pipeline):
             first = rows.index_select(0, starts)  # the [CLS] row of every sequence
             return list(to_float_numpy(model.head_rows(ops, first)))
 
-        logits = self._forward(enc["input_ids"], head, None, engine)
+        logits = self._forward(self._ids(encodings), head, None, engine)
         id2label = model.config.id2label
         out = []
         for row in logits:

@@ -37,15 +37,18 @@ class TokenClassificationPipeline(Pipeline):
             raise ValueError("inputs: token-classification takes a str or a non-empty list of str")
         return self._results(list(inputs), params, engine)
 
-    def _results(self, inputs, params, engine):
-        self._check_texts(inputs)
+    _needs_inputs = True  # entity words are cut from the text
+    _ids_only = False  # offsets and special tokens: tokenizers.Encoding
+
+    def _params(self, params):
+        params = dict(params)
         strategy = getattr(params["aggregation_strategy"], "value", params["aggregation_strategy"])
         if not isinstance(strategy, str) or strategy.lower() not in AGGREGATION_STRATEGIES:
             raise ValueError(
                 f"token-classification: aggregation_strategy must be one of "
                 f"{AGGREGATION_STRATEGIES}, got {params['aggregation_strategy']!r}"
             )
-        strategy = strategy.lower()
+        params["aggregation_strategy"] = strategy.lower()
         ignore_labels = params["ignore_labels"]
         if ignore_labels is None:
             ignore_labels = ["O"]
@@ -53,9 +56,14 @@ class TokenClassificationPipeline(Pipeline):
             raise ValueError(
                 f"token-classification: ignore_labels must be a list of labels, got {ignore_labels!r}"
             )
-        if not inputs:
+        params["ignore_labels"] = ignore_labels
+        return params
+
+    def _run_encoded(self, items, encodings, params, engine):
+        strategy, ignore_labels = params["aggregation_strategy"], params["ignore_labels"]
+        if not encodings:
             return []
-        enc = self._tokenize(inputs, return_special_tokens_mask=True, return_offsets_mapping=True)
+        inputs = items
         model = self.model
 
         ops = self._ops()
@@ -63,19 +71,15 @@ class TokenClassificationPipeline(Pipeline):
         def head(rows, lengths, _):
             return [to_float_numpy(t) for t in split_rows(model.head_rows(ops, rows), lengths)]
 
-        all_logits = self._forward(enc["input_ids"], head, None, engine)
+        all_logits = self._forward(self._ids(encodings), head, None, engine)
         out = []
         for i, logits in enumerate(all_logits):
             maxes = np.max(logits, axis=-1, keepdims=True)
             shifted_exp = np.exp(logits - maxes)
             scores = shifted_exp / shifted_exp.sum(axis=-1, keepdims=True)
+            e = encodings[i]
             pre = self._gather_pre_entities(
-                inputs[i],
-                enc["input_ids"][i],
-                scores,
-                enc["offset_mapping"][i],
-                enc["special_tokens_mask"][i],
-                strategy,
+                inputs[i], e.ids, scores, e.offsets, e.special_tokens_mask, strategy
             )
             grouped = self._aggregate(pre, strategy)
             entities = [

@@ -140,19 +140,23 @@ class DynamicBatcher:
             if batch is None:
                 return
             start = time.perf_counter()
-            if self.metrics is not None:
+            if len(batch) == 1:
+                self._run_group(batch[0].key, batch)
+            else:
+                groups: dict[Hashable, list[Job]] = {}
                 for job in batch:
-                    self.metrics.queue_duration.observe(start - job.enqueued)
-                self.metrics.batch_requests.observe(len(batch))
-                self.metrics.batch_tokens.observe(sum(j.tokens for j in batch))
-            groups: dict[Hashable, list[Job]] = {}
-            for job in batch:
-                groups.setdefault(job.key, []).append(job)
-            for key, jobs in groups.items():
-                self._run_group(key, jobs)
+                    groups.setdefault(job.key, []).append(job)
+                for key, jobs in groups.items():
+                    self._run_group(key, jobs)
+            # the bookkeeping after the results are on their way: it is not on any request's latency path
             if self.metrics is not None:
-                self.metrics.inference_duration.observe(time.perf_counter() - start)
-                self.metrics.tokens.inc(sum(j.tokens for j in batch))
+                m, tokens = self.metrics, sum(j.tokens for j in batch)
+                m.inference_duration.observe(time.perf_counter() - start)
+                for job in batch:
+                    m.queue_duration.observe(start - job.enqueued)
+                m.batch_requests.observe(len(batch))
+                m.batch_tokens.observe(tokens)
+                m.tokens.inc(tokens)
 
     def _run_group(self, key: Hashable, jobs: list[Job]) -> None:
         items = [x for job in jobs for x in job.items]

@@ -6,16 +6,18 @@ value (embeddings as float32 numpy arrays) or raises ServeError(status, error_ty
 arrays written by orjson, serve/encoding.py). The ASGI app (app.py) and the Ray Serve deployment
 (distilbert_fast/ray/serving.py) both wrap it.
 
-Model work reuses distilbert_fast.pipelines (length-sorted, packed batches; transformers' postprocessing):
-the batcher concatenates the inputs of every queued request with the same parameters into one
-`pipeline.run(...)` call. The service only tokenizes on the event loop to count real tokens (the batch
-budget, --max-input-length) with a tokenizer of its own, so it never waits on the worker's.
+Model work reuses distilbert_fast.pipelines (length-sorted, packed batches; transformers' postprocessing),
+tokenizing once, as TEI does: each request is tokenized on the event loop by the pipeline's own
+`encode` (truncated as the pipeline truncates), which gives the real token counts the batch budget and
+--max-input-length need; the batcher concatenates the (input, encoding) items of every queued request with
+the same parameters into one `pipeline.run_encoded(...)` call, so the model worker runs only the model and
+the postprocessing. (DistilBertModelWithHeads requests go through serve/multihead.py, which tokenizes in
+the worker.)
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import time
@@ -186,6 +188,7 @@ class InferenceService:
                 self.pipe.default_max_length = limit
         self.num_labels = getattr(self.model.config, "num_labels", None)
         self._in_flight = 0
+        self._children: dict[tuple[str, int], tuple] = {}
         threads = config.threads
 
         def worker_start():
@@ -277,8 +280,20 @@ class InferenceService:
                     f"{route} needs a {' or '.join(tasks)} model; this server "
                     f"runs {self.task} (routes: {', '.join(self.routes())})",
                 )
-            with self._admit():
+            # One event loop owns the counter: no lock needed.
+            if self._in_flight >= self.config.max_concurrent_requests:
+                raise ServeError(
+                    429,
+                    "overloaded",
+                    f"too many concurrent requests (limit {self.config.max_concurrent_requests}); retry later",
+                )
+            self._in_flight += 1
+            self.metrics.in_flight.set(self._in_flight)
+            try:
                 value = await getattr(self, method)(body)
+            finally:
+                self._in_flight -= 1
+                self.metrics.in_flight.set(self._in_flight)
             return encode_json(value) if encoded else to_plain(value)
         except ServeError as e:
             status = e.status
@@ -287,25 +302,19 @@ class InferenceService:
             status = 499  # cancelled: the client went away
             raise
         finally:
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+            self._count(route, status, time.perf_counter() - start)
 
-    @contextlib.contextmanager
-    def _admit(self):
-        # One event loop owns the counter: no lock needed.
-        if self._in_flight >= self.config.max_concurrent_requests:
-            raise ServeError(
-                429,
-                "overloaded",
-                f"too many concurrent requests (limit {self.config.max_concurrent_requests}); retry later",
+    def _count(self, route: str, status: int, seconds: float) -> None:
+        # the labelled children, looked up once per (route, status): labels() locks and builds a key per call
+        children = self._children.get((route, status))
+        if children is None:
+            m = self.metrics
+            children = self._children[route, status] = (
+                m.requests.labels(route, str(status)),
+                m.request_duration.labels(route),
             )
-        self._in_flight += 1
-        self.metrics.in_flight.set(self._in_flight)
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            self.metrics.in_flight.set(self._in_flight)
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def _submit(self, key: Hashable, items: list, tokens: int, field: str = "inputs") -> list:
         try:
@@ -321,27 +330,35 @@ class InferenceService:
 
     # -- the model worker (runs in the batcher's thread) -----------------------------------------------------
     def _run(self, key: tuple, items: list) -> list:
+        """items: (input, encoding) pairs from `_encode` (heads: MultiHeadRunner's items)."""
         kind = key[0]
+        if kind == "heads":
+            return self.runner.run(key[1], items)
+        encodings = [e for _, e in items]
+        run = self.pipe.run_encoded
         if kind == "embed":
             normalize = key[1]
             # (n, dim) float32: each request gets its rows as a view; JSON is written from the array
             if self.pooling == "mean":
-                return self.pipe.run(items, normalize=normalize, return_tensors="np")
-            cls = torch.stack([f[0, 0] for f in self.pipe.run(items, return_tensors=True)]).float()
+                return run(encodings, normalize=normalize, return_tensors="np")
+            cls = torch.stack([f[0, 0] for f in run(encodings, return_tensors=True)]).float()
             return (F.normalize(cls, p=2, dim=1) if normalize else cls).numpy()
         if kind == "predict":
-            return self.pipe.run(items, top_k=None, function_to_apply="none" if key[1] else None)
+            return run(encodings, top_k=None, function_to_apply="none" if key[1] else None)
         if kind == "fill-mask":
-            return self.pipe.run(items, top_k=key[1])
+            return run(encodings, top_k=key[1])
+        inputs = [x for x, _ in items]  # these tasks cut answers / entity words from the text
         if kind == "qa":
             _, top_k, max_answer_len, impossible = key
-            return self.pipe.run(
-                items, top_k=top_k, max_answer_len=max_answer_len, handle_impossible_answer=impossible
+            return run(
+                encodings,
+                inputs,
+                top_k=top_k,
+                max_answer_len=max_answer_len,
+                handle_impossible_answer=impossible,
             )
         if kind == "token-classification":
-            return self.pipe.run(items, aggregation_strategy=key[1])
-        if kind == "heads":
-            return self.runner.run(key[1], items)
+            return run(encodings, inputs, aggregation_strategy=key[1])
         raise RuntimeError(f"internal error: unknown work kind {kind!r}")
 
     # -- validation helpers ----------------------------------------------------------------------------------
@@ -378,18 +395,56 @@ class InferenceService:
         if not truncate:
             for i, n in enumerate(lengths):
                 if n > limit:
-                    raise ServeError(
-                        413,
-                        "validation",
-                        f"`{field}[{i}]` has {n} tokens, more than the maximum "
-                        f'input length of {limit}; shorten it or pass "truncate": true',
-                    )
+                    raise self._too_long(field, i, n)
         return sum(min(n, limit) for n in lengths)
 
-    @staticmethod
-    def _check_direction(direction: str) -> None:
-        if direction.lower() != "right":
-            raise ServeError(422, "validation", 'field `truncation_direction`: only "right" is supported')
+    def _too_long(self, field: str, i: int, n: int) -> ServeError:
+        return ServeError(
+            413,
+            "validation",
+            f"`{field}[{i}]` has {n} tokens, more than the maximum "
+            f'input length of {self.max_input_length}; shorten it or pass "truncate": true',
+        )
+
+    def _encode(
+        self,
+        items: list,
+        truncate: bool | None,
+        field: str = "inputs",
+        check: bool = True,
+        side: str | None = None,
+    ) -> tuple[list[tuple], int]:
+        """Tokenize `items` (pipeline inputs) once, here on the event loop, as the pipeline's run() would:
+        (input, encoding) pairs for the worker and their real tokens (the batch budget). The pipeline
+        truncates at max_input_length (keeping the start, or with side="left" the end); with `check` and
+        no truncate, an input that was cut -> 413 naming it (an encoding of exactly the limit may have
+        been cut: only those are counted again, whole)."""
+        try:
+            encodings = self.pipe.encode(items, truncation_side=side)
+        except PipelineInputError as e:
+            raise ServeError(422, "validation", f"`{field}[{e.input_index}]`: {e.reason}") from None
+        except ValueError as e:  # e.g. text that is not valid Unicode (a lone surrogate)
+            raise ServeError(422, "validation", f"`{field}`: {e}") from None
+        lengths = [len(e) for e in encodings]
+        if check and not truncate:
+            for i, n in enumerate(lengths):
+                if n >= self.max_input_length:
+                    x = items[i]
+                    whole = self._lengths([x] if isinstance(x, str) else [(x["text"], x["text_pair"])])[0]
+                    if whole > self.max_input_length:
+                        raise self._too_long(field, i, whole)
+        return list(zip(items, encodings)), sum(lengths)
+
+    def _direction(self, direction: str) -> str:
+        """TEI's truncation_direction ("right"/"Right", "left"/"Left") -> the pipeline's truncation_side."""
+        side = direction.lower()
+        if side == "left" and self.task == HEADS:
+            raise ServeError(
+                422,
+                "validation",
+                'field `truncation_direction`: only "right" on a DistilBertModelWithHeads checkpoint',
+            )
+        return side
 
     def _prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
         if prompt_name is None:
@@ -403,18 +458,26 @@ class InferenceService:
 
     # -- routes ----------------------------------------------------------------------------------------------
     async def _embed(
-        self, inputs, normalize: bool, truncate: bool | None, field: str, prompt_name: str | None = None
+        self,
+        inputs,
+        normalize: bool,
+        truncate: bool | None,
+        field: str,
+        prompt_name: str | None = None,
+        side: str | None = None,
     ) -> tuple[list, int]:
         texts = self._prompt(self._batch(inputs, field), prompt_name)
-        tokens = self._check_lengths(self._lengths(texts), truncate, field)
-        return await self._submit(("embed", normalize), texts, tokens, field), tokens
+        items, tokens = self._encode(texts, truncate, field, side=side)
+        return await self._submit(("embed", normalize), items, tokens, field), tokens
 
     async def embed(self, body: Any) -> np.ndarray:
         """TEI /embed: {"inputs": str | [str], "normalize", "truncate", "truncation_direction",
         "prompt_name"} -> [[float]] (one vector per input, also for a single str; float32, as an array)."""
         req = self._parse(schemas.EmbedRequest, body)
-        self._check_direction(req.truncation_direction)
-        vectors, _ = await self._embed(req.inputs, req.normalize, req.truncate, "inputs", req.prompt_name)
+        side = self._direction(req.truncation_direction)
+        vectors, _ = await self._embed(
+            req.inputs, req.normalize, req.truncate, "inputs", req.prompt_name, side
+        )
         return vectors
 
     async def openai_embeddings(self, body: Any) -> dict:
@@ -449,7 +512,7 @@ class InferenceService:
         every label sorted by score, [{"label", "score"}] (a list of those for a batch). On a
         DistilBertModelWithHeads also "head" and "adapter_names" (a name or a list: stacked)."""
         req = self._parse(schemas.PredictRequest, body)
-        self._check_direction(req.truncation_direction)
+        side = self._direction(req.truncation_direction)
         raw = req.inputs
         # TEI's rule: a list of exactly two strings is ONE pair; otherwise a list is a batch.
         single = isinstance(raw, str) or (len(raw) == 2 and all(isinstance(x, str) for x in raw))
@@ -465,8 +528,8 @@ class InferenceService:
                     "validation",
                     f"field `inputs.{i}`: a pair is [text, text_pair], got {len(x)} strings",
                 )
-        tokens = self._check_lengths(self._lengths(batch), req.truncate)
         if self.task == HEADS:
+            tokens = self._check_lengths(self._lengths(batch), req.truncate)
             key, items = self._heads_work(req, batch)
         else:
             if req.head is not None or req.adapter_names is not None:
@@ -477,7 +540,11 @@ class InferenceService:
                     "DistilBertModelWithHeads checkpoint; this model has one fixed head",
                 )
             key = ("predict", req.raw_scores)
-            items = [x if isinstance(x, str) else {"text": x[0], "text_pair": x[1]} for x in batch]
+            items, tokens = self._encode(
+                [x if isinstance(x, str) else {"text": x[0], "text_pair": x[1]} for x in batch],
+                req.truncate,
+                side=side,
+            )
         results = await self._submit(key, items, tokens)
         return results[0] if single else results
 
@@ -524,7 +591,7 @@ class InferenceService:
         """TEI /rerank: {"query", "texts", "raw_scores", "return_text", "truncate"} -> [{"index", "score"
         (, "text")}] sorted by score, on a cross-encoder (one label)."""
         req = self._parse(schemas.RerankRequest, body)
-        self._check_direction(req.truncation_direction)
+        side = self._direction(req.truncation_direction)
         if self.num_labels != 1:
             raise ServeError(
                 400,
@@ -533,8 +600,9 @@ class InferenceService:
                 f"this model has {self.num_labels} labels",
             )
         texts = self._batch(req.texts, "texts")
-        tokens = self._check_lengths(self._lengths([req.query] * len(texts), texts), req.truncate, "texts")
-        items = [{"text": req.query, "text_pair": t} for t in texts]
+        items, tokens = self._encode(
+            [{"text": req.query, "text_pair": t} for t in texts], req.truncate, "texts", side=side
+        )
         results = await self._submit(("predict", req.raw_scores), items, tokens, "texts")
         ranks = []
         for i, r in enumerate(results):
@@ -592,9 +660,8 @@ class InferenceService:
         """{"inputs": str | [str], "top_k", "truncate"} -> per input the pipeline's fill-mask result
         ([{"score", "token", "token_str", "sequence"}], one such list per [MASK] when there are several)."""
         req = self._parse(schemas.FillMaskRequest, body)
-        texts = self._batch(req.inputs)
-        tokens = self._check_lengths(self._lengths(texts), req.truncate)
-        results = await self._submit(("fill-mask", req.top_k), texts, tokens)
+        items, tokens = self._encode(self._batch(req.inputs), req.truncate)
+        results = await self._submit(("fill-mask", req.top_k), items, tokens)
         return results[0] if isinstance(req.inputs, str) else results
 
     async def question_answering(self, body: Any) -> Any:
@@ -603,8 +670,11 @@ class InferenceService:
         run as overlapping windows, as the pipeline does."""
         req = self._parse(schemas.QuestionAnsweringRequest, body)
         examples = self._batch(req.inputs)
-        items = [{"question": e.question, "context": e.context} for e in examples]
-        tokens = sum(self._lengths([e.question for e in examples], [e.context for e in examples]))
+        # long contexts run as windows: the real tokens are those of every window
+        items, _ = self._encode(
+            [{"question": e.question, "context": e.context} for e in examples], True, check=False
+        )
+        tokens = sum(len(w) for _, e in items for w in (e, *e.overflowing))
         results = await self._submit(
             ("qa", req.top_k, req.max_answer_len, req.handle_impossible_answer), items, tokens
         )
@@ -613,9 +683,8 @@ class InferenceService:
     async def token_classification(self, body: Any) -> list:
         """{"inputs": str | [str], "aggregation_strategy", "truncate"} -> per input the entities."""
         req = self._parse(schemas.TokenClassificationRequest, body)
-        texts = self._batch(req.inputs)
-        tokens = self._check_lengths(self._lengths(texts), req.truncate)
-        results = await self._submit(("token-classification", req.aggregation_strategy), texts, tokens)
+        items, tokens = self._encode(self._batch(req.inputs), req.truncate)
+        results = await self._submit(("token-classification", req.aggregation_strategy), items, tokens)
         return results[0] if isinstance(req.inputs, str) else results
 
 
