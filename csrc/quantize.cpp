@@ -315,6 +315,78 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
   });
 }
 
+void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale,
+                                  const std::optional<at::Tensor>& bias, const at::Tensor& residual,
+                                  const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps, const at::Tensor& y,
+                                  const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale) {
+  // y = LayerNorm(T(acc * x_scale + bias) + residual) (+ its rows quantized): the attention-output and FFN-output
+  // GEMMs' epilogue fused with the residual LayerNorm that follows them, row by row while the row is in L1. The
+  // unfused path writes the GEMM's output rows and re-reads them for the LayerNorm; the rounding to T before the
+  // add is kept, so the result equals int8_epilogue then add_layer_norm(_quant) bit for bit.
+  using namespace dbf;
+  check_cpu(acc, "int8_epilogue_add_ln_out: acc");
+  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kFloat && (acc.size(1) <= 1 || acc.stride(1) == 1),
+              "int8_epilogue_add_ln_out: acc must be a 2-D float32 tensor with a unit-stride last dim, got ",
+              acc.scalar_type(), " of shape ", acc.sizes(), " strides ", acc.strides());
+  const int64_t N = acc.size(0), F = acc.size(1);
+  check_scale(x_scale, N, "int8_epilogue_add_ln_out: x_scale");
+  check_cpu(y, "int8_epilogue_add_ln_out: y");
+  TORCH_CHECK((y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.sizes() == acc.sizes() &&
+                  y.is_contiguous(),
+              "int8_epilogue_add_ln_out: y must be a contiguous float32 or bfloat16 tensor of acc's shape ",
+              acc.sizes(), ", got ", y.scalar_type(), " ", y.sizes(), " strides ", y.strides());
+  check_rows(residual, "int8_epilogue_add_ln_out: residual");
+  TORCH_CHECK(residual.sizes() == acc.sizes() && residual.scalar_type() == y.scalar_type(),
+              "int8_epilogue_add_ln_out: residual must have acc's shape ", acc.sizes(), " and y's dtype ",
+              y.scalar_type(), ", got ", residual.sizes(), " ", residual.scalar_type());
+  const bool has_q = q.has_value() && q->defined();
+  TORCH_CHECK(has_q == (scale.has_value() && scale->defined()),
+              "int8_epilogue_add_ln_out: q and scale must be given together (or neither)");
+  if (has_q) {
+    check_cpu(*q, "int8_epilogue_add_ln_out: q");
+    TORCH_CHECK(q->scalar_type() == at::kByte && q->sizes() == acc.sizes() && q->is_contiguous(),
+                "int8_epilogue_add_ln_out: q must be a contiguous uint8 tensor of acc's shape ", acc.sizes(),
+                ", got ", q->scalar_type(), " ", q->sizes());
+    TORCH_CHECK(scale->is_contiguous(), "int8_epilogue_add_ln_out: scale must be contiguous");
+    check_scale(*scale, N, "int8_epilogue_add_ln_out: scale");
+  }
+  TORCH_CHECK(eps >= 0.0, "int8_epilogue_add_ln_out: eps must be >= 0, got ", eps);
+  const bool has_b = bias.has_value() && bias->defined();
+  at::Tensor b;
+  if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_add_ln_out: bias");
+  auto [lw, lb] = ln_params(ln_weight, ln_bias, F, y.scalar_type(), "int8_epilogue_add_ln_out: ln_weight",
+                            "int8_epilogue_add_ln_out: ln_bias");
+  if (N == 0 || F == 0) return;
+  const at::Tensor xs = x_scale.contiguous();
+  dispatch_float(y.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    const float* ap = acc.data_ptr<float>();
+    const int64_t lda = row_stride(acc), ldr = row_stride(residual);
+    const float* xsp = xs.data_ptr<float>();
+    const float* bp = has_b ? b.data_ptr<float>() : nullptr;
+    const T* rp = residual.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    uint8_t* qp = has_q ? q->data_ptr<uint8_t>() : nullptr;
+    float* sp = has_q ? scale->data_ptr<float>() : nullptr;
+    auto run = [&](auto ptag) {
+      using P = decltype(ptag);
+      const P* wp = lw.data_ptr<P>();
+      const P* lbp = lb.data_ptr<P>();
+      at::parallel_for(0, N, row_grain(F), [&](int64_t begin, int64_t end) {
+        std::vector<T> row(F);
+        std::vector<float> buf(F + W);
+        for (int64_t n = begin; n < end; ++n) {
+          epilogue_row<false, Act::Gelu>(ap + n * lda, xsp[n], bp, F, row.data());
+          add_ln_row<T, P, true>(row.data(), rp + n * ldr, F, wp, lbp, static_cast<float>(eps), buf.data(),
+                                 yp + n * F);
+          if (qp != nullptr) sp[n] = quantize_row(yp + n * F, F, qp + n * F);
+        }
+      });
+    };
+    if (lw.scalar_type() == at::kFloat) run(float{}); else run(T{});
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tensor& acc, const at::Tensor& x_scale,
                                                                  const std::optional<at::Tensor>& bias,
                                                                  c10::string_view act, at::ScalarType out_dtype,

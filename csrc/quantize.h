@@ -30,6 +30,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tenso
 // The same epilogue writing into given tensors (row slices of a larger output: the int8 GEMM runs on row
 // chunks so that its fp32 output is still in cache when the epilogue reads it). q and scale: both or neither;
 // y may be omitted when they are given (the rows are quantized from float32 values and not stored).
+// int8_epilogue (no activation) fused with the residual LayerNorm after it:
+// y = LayerNorm(acc * x_scale + bias + residual) (+ q, scale: its rows quantized, both or neither).
+void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale,
+                                  const std::optional<at::Tensor>& bias, const at::Tensor& residual,
+                                  const at::Tensor& ln_weight, const at::Tensor& ln_bias, double eps, const at::Tensor& y,
+                                  const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale);
 void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
                            c10::string_view act, const std::optional<at::Tensor>& y, const std::optional<at::Tensor>& q,
                            const std::optional<at::Tensor>& scale);

@@ -113,11 +113,11 @@ class MultiHeadSelfAttention(nn.Module):
         self.dropout = nn.Dropout(p=config.attention_dropout)
 
     def forward(self, ops: OpTable, x, layout: Layout, head_mask, need_weights: bool):
-        # x: (N, D) -> context (N, D), probs (B, H, S, S) | None
+        # x: (N, D) -> context (N, D) before out_lin, probs (B, H, S, S) | None. The block applies out_lin,
+        # together with the residual LayerNorm after it where the backend fuses the two.
         q, k, v = ops.qkv(self, x)  # each (N, D)
         p = self.dropout.p if self.training else 0.0
-        ctx, probs = ops.attention(q, k, v, layout, self.n_heads, head_mask, p, need_weights)  # (N, D)
-        return ops.linear(self.out_lin, ctx), probs
+        return ops.attention(q, k, v, layout, self.n_heads, head_mask, p, need_weights)
 
 
 class FFN(nn.Module):
@@ -129,8 +129,9 @@ class FFN(nn.Module):
         self.activation = config.activation
 
     def forward(self, ops: OpTable, x):
-        h = ops.linear(self.lin1, x, self.activation)  # (N, F), activation fused where the backend can
-        return self.dropout(ops.linear(self.lin2, h))  # (N, D)
+        # x: (N, D) -> act(lin1(x)) (N, F), activation fused where the backend can. The block applies lin2
+        # (+ dropout), together with the residual LayerNorm after it where the backend fuses the two.
+        return ops.linear(self.lin1, x, self.activation)
 
 
 class TransformerBlock(nn.Module):
@@ -146,16 +147,22 @@ class TransformerBlock(nn.Module):
         # adapters: None on the plain path, or the call's bottleneck-adapter run (adapters.AdapterRun), which
         # replaces each residual+LayerNorm by the adapter composition (for Parallel it may also replicate the
         # rows: (N, D) -> (k*N, D)).
-        a, probs = self.attention(ops, x, layout, head_mask, need_weights)
-        if adapters is None:
-            x = ops.add_layer_norm(self.sa_layer_norm, a, x)
+        ctx, probs = self.attention(ops, x, layout, head_mask, need_weights)
+        if adapters is None:  # LN(out_lin(ctx) + x), one op: a backend may fuse the GEMM with the LayerNorm
+            x = ops.linear_add_layer_norm(self.attention.out_lin, ctx, self.sa_layer_norm, x)
         else:
-            x = adapters.attention_output(self, ops, a, x)
-        f = self.ffn(ops, x)
-        if adapters is None:
-            x = ops.add_layer_norm(self.output_layer_norm, f, x)
+            x = adapters.attention_output(self, ops, ops.linear(self.attention.out_lin, ctx), x)
+        h = self.ffn(ops, x)
+        ffn_dropout = self.training and self.ffn.dropout.p > 0
+        if adapters is None and not ffn_dropout:
+            x = ops.linear_add_layer_norm(self.ffn.lin2, h, self.output_layer_norm, x)
         else:
-            x = adapters.ffn_output(self, ops, f, x)
+            f = self.ffn.dropout(ops.linear(self.ffn.lin2, h))
+            x = (
+                ops.add_layer_norm(self.output_layer_norm, f, x)
+                if adapters is None
+                else adapters.ffn_output(self, ops, f, x)
+            )
         return x, probs
 
 

@@ -271,3 +271,63 @@ def test_unstored_ffn_activation_is_refused_anywhere_but_its_gemm():
     assert stand_in.shape == (5, 7) and stand_in.isnan().all() and stand_in.untyped_storage().nbytes() == 4
     with pytest.raises(RuntimeError, match="handed off quantized"):
         int8._take(stand_in, C.quantize_rows)
+
+
+@needs_cpp
+@pytest.mark.parametrize("quantize", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", (1, 33, 257, 1100))
+def test_gemm_add_layer_norm_equals_the_two_steps(n, dtype, quantize, monkeypatch):
+    """The out-projection / FFN-output GEMM + epilogue fused with the residual LayerNorm (one pass per row
+    chunk, int8_epilogue_add_ln_out) == int8_epilogue then add_layer_norm(_quant), bit for bit, chunked or
+    not; a residual with a row stride works."""
+    from distilbert_fast.ops import cpp
+
+    torch.manual_seed(n)
+    lin, ln = torch.nn.Linear(96, 80), torch.nn.LayerNorm(80, eps=1e-12)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5)
+        ln.bias.normal_()
+    q_w, s_w = R.quantize_weight(lin.weight)
+    lin.register_buffer("weight_int8", q_w)
+    lin.register_buffer("weight_scale", s_w)
+    p = C.PackedInt8([lin])
+    qx, xs = C.quantize_rows(torch.randn(n, 96))
+    residual = torch.randn(n, 2 * 80).to(dtype)[:, 5:85]  # row stride 160
+    y0 = C.epilogue(p.gemm(qx), xs, p.bias, None, dtype, False)[0]
+    if quantize:
+        want = C.add_layer_norm_quant(y0, residual, ln.weight, ln.bias, ln.eps)
+    else:
+        want = (cpp.add_layer_norm(y0, residual, ln.weight, ln.bias, ln.eps), None, None)
+    monkeypatch.setattr(C, "CHUNK_ROWS", 500)
+    got = C.gemm_add_layer_norm(p, qx, xs, residual, ln, quantize)
+    for a, b in zip(got, want):
+        assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="residual must have acc's shape"):
+        C.gemm_add_layer_norm(p, qx, xs, residual[:, :79], ln, quantize)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_quantized_model_fused_residual_layer_norm_changes_no_bit(dtype, tmp_path):
+    """The int8 model with the fused GEMM + residual LayerNorm == the same model through the two separate ops."""
+    import dataclasses
+
+    from helpers import hf_model, make_inputs
+
+    from distilbert_fast.modeling import DistilBertPreTrainedModel
+
+    hf_model("DistilBertForSequenceClassification", seed=3).save_pretrained(tmp_path)
+    model = dbf.DistilBertForSequenceClassification.from_pretrained(tmp_path, quantize="int8", dtype=dtype)
+    ids, mask = make_inputs("DistilBertModel", 3, 40, seed=2)
+    with torch.inference_mode():
+        fused = model(ids, attention_mask=mask, output_hidden_states=True)
+        table = model.distilbert.ops
+        split = dataclasses.replace(table, linear_add_layer_norm=None)  # the two ops
+        for m in model.modules():
+            if isinstance(m, DistilBertPreTrainedModel):
+                m.ops = split
+        two_steps = model(ids, attention_mask=mask, output_hidden_states=True)
+    assert torch.equal(fused.logits, two_steps.logits)
+    for a, b in zip(fused.hidden_states, two_steps.hidden_states):
+        assert torch.equal(a, b)

@@ -37,6 +37,21 @@ class OpTable:
     layer_norm: Callable  # (nn.LayerNorm, x) -> LN(x), eps = ln.eps
     attention: Callable  # (q, k, v, layout, n_heads, head_mask, dropout_p, need_weights) -> (ctx, probs)
     prepare: Callable = lambda: None  # process-level set-up, run when a model is prepared for inference
+    # (nn.Linear, x (N, K), nn.LayerNorm, residual (N, D)) -> LN(lin(x) + residual): the attention-output and
+    # FFN-output projections with the residual LayerNorm after them. A backend that fuses the two sets it (the
+    # int8 cpp path: the GEMM's output rows go straight into the LayerNorm); left None, it is this table's own
+    # linear then add_layer_norm, re-derived whenever the table is rebuilt (dataclasses.replace included).
+    linear_add_layer_norm: Callable | None = None
+
+    def __post_init__(self):
+        if self.linear_add_layer_norm is None or getattr(self.linear_add_layer_norm, "_dbf_composed", False):
+            linear, add_layer_norm = self.linear, self.add_layer_norm
+
+            def linear_add_layer_norm(lin, x, ln, residual):
+                return add_layer_norm(ln, linear(lin, x), residual)
+
+            linear_add_layer_norm._dbf_composed = True
+            object.__setattr__(self, "linear_add_layer_norm", linear_add_layer_norm)
 
     def __reduce__(self):
         # A table holds closures, which pickle cannot store; a pickled model (torch.save(model), a
@@ -74,13 +89,21 @@ def _ref_qkv(attn, x):
     return tuple(reference.linear(x, lin.weight, lin.bias) for lin in (attn.q_lin, attn.k_lin, attn.v_lin))
 
 
+def _ref_linear(lin, x, act=None):
+    return reference.linear(x, lin.weight, lin.bias, act)
+
+
+def _ref_add_layer_norm(ln, x, residual):
+    return reference.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps)
+
+
 TORCH = OpTable(
     name="torch",
     packed=False,
     embeddings=_ref_embeddings,
     qkv=_ref_qkv,
-    linear=lambda lin, x, act=None: reference.linear(x, lin.weight, lin.bias, act),
-    add_layer_norm=lambda ln, x, residual: reference.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps),
+    linear=_ref_linear,
+    add_layer_norm=_ref_add_layer_norm,
     layer_norm=lambda ln, x: reference.layer_norm(x, ln.weight, ln.bias, ln.eps),
     attention=reference.attention,
 )
@@ -125,13 +148,19 @@ def _build_cpp_table() -> OpTable | None:
         )
         return ctx, None
 
+    def linear(lin, x, act=None):
+        return gemm.packed(lin, [lin])(x, act)
+
+    def add_layer_norm(ln, x, residual):
+        return cpp.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps)
+
     table = OpTable(
         name="cpp",
         packed=True,
         embeddings=embeddings,
         qkv=qkv,
-        linear=lambda lin, x, act=None: gemm.packed(lin, [lin])(x, act),
-        add_layer_norm=lambda ln, x, residual: cpp.add_layer_norm(x, residual, ln.weight, ln.bias, ln.eps),
+        linear=linear,
+        add_layer_norm=add_layer_norm,
         layer_norm=lambda ln, x: cpp.layer_norm(x, ln.weight, ln.bias, ln.eps),
         attention=attention,
         prepare=_cpp_prepare,
@@ -154,8 +183,10 @@ def eager_only(table: OpTable) -> OpTable:
     kernels, so there is nothing for a compiler to gain inside them. Eager cost: ~0.4 us per op call."""
     import torch
 
+    # (a composed linear_add_layer_norm is re-derived from the wrapped linear and add_layer_norm)
+    names = MODULE_OPS + ("linear_add_layer_norm",)
     return dataclasses.replace(
-        table, **{name: torch.compiler.disable(getattr(table, name)) for name in MODULE_OPS}
+        table, **{name: torch.compiler.disable(getattr(table, name)) for name in names}
     )
 
 

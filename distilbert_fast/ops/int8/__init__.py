@@ -191,8 +191,22 @@ def with_int8(table, kernels):
         # an activated output (FFN lin1) feeds the next quantized GEMM: quantize it in the same pass
         return kernels.linear(lin, [lin], x, act, act is not None)
 
+    def linear_add_layer_norm(lin, x, ln, residual):
+        if not is_quantized(lin):
+            return base.linear_add_layer_norm(lin, x, ln, residual)
+        fused = getattr(kernels, "linear_add_layer_norm", None)
+        if fused is None:  # the reference kernels: the two steps
+            return add_layer_norm(ln, linear(lin, x), residual)
+        # the LayerNorm's rows are quantized too when they feed a quantized GEMM (all but the last layer's)
+        return fused(lin, x, ln, residual, bool(ln.__dict__.get(_MARK)))
+
     return dataclasses.replace(
-        base, embeddings=embeddings, qkv=qkv, linear=linear, add_layer_norm=add_layer_norm
+        base,
+        embeddings=embeddings,
+        qkv=qkv,
+        linear=linear,
+        add_layer_norm=add_layer_norm,
+        linear_add_layer_norm=linear_add_layer_norm,
     )
 
 

@@ -118,26 +118,51 @@ def gemm_epilogue(p: PackedInt8, q, s, act, out_dtype, want_quant, keep_y=True):
     M = q.shape[0]
     if keep_y and M <= 2 * CHUNK_ROWS:
         return epilogue(p.gemm(q), s, p.bias, act, out_dtype, want_quant)
-    F = p.out_features
-    y = torch.empty((M, F), dtype=out_dtype) if keep_y else None
-    q2 = torch.empty((M, F), dtype=torch.uint8) if want_quant else None
-    s2 = torch.empty(M, dtype=torch.float32) if want_quant else None
+    y, q2, s2 = _outputs(M, p.out_features, out_dtype, keep_y, want_quant)
     op, act = _op("int8_epilogue_out"), act or "none"
-    # equal chunks of at most CHUNK_ROWS rows
-    n = -(-M // CHUNK_ROWS)
-    step = -(-M // n)
-    for r in range(0, M, step):
-        e = min(M, r + step)
+    for r, e in _chunks(M):
+        op(p.gemm(q[r:e]), s[r:e], p.bias, act, _rows(y, r, e), _rows(q2, r, e), _rows(s2, r, e))
+    return y, q2, s2
+
+
+def gemm_add_layer_norm(p: PackedInt8, q, s, residual, ln, want_quant):
+    """LayerNorm(the GEMM + epilogue above + residual) in residual's dtype, plus its rows quantized when
+    want_quant: (y, q2, s2). One pass per row chunk: the GEMM's output rows never go to memory."""
+    M = q.shape[0]
+    y, q2, s2 = _outputs(M, p.out_features, residual.dtype, True, want_quant)
+    op = _op("int8_epilogue_add_ln_out")
+    for r, e in _chunks(M):
         op(
             p.gemm(q[r:e]),
             s[r:e],
             p.bias,
-            act,
-            None if y is None else y[r:e],
-            None if q2 is None else q2[r:e],
-            None if s2 is None else s2[r:e],
+            residual[r:e],
+            ln.weight,
+            ln.bias,
+            float(ln.eps),
+            y[r:e],
+            _rows(q2, r, e),
+            _rows(s2, r, e),
         )
     return y, q2, s2
+
+
+def _outputs(M, F, dtype, keep_y, want_quant):
+    y = torch.empty((M, F), dtype=dtype) if keep_y else None
+    q2 = torch.empty((M, F), dtype=torch.uint8) if want_quant else None
+    s2 = torch.empty(M, dtype=torch.float32) if want_quant else None
+    return y, q2, s2
+
+
+def _chunks(M):
+    """(start, end) of equal row chunks of at most CHUNK_ROWS rows."""
+    n = max(1, -(-M // CHUNK_ROWS))
+    step = max(1, -(-M // n))
+    return [(r, min(M, r + step)) for r in range(0, M, step)]
+
+
+def _rows(t, r, e):
+    return None if t is None else t[r:e]
 
 
 class CppKernels:
@@ -156,3 +181,9 @@ class CppKernels:
         if not want_quant:
             return y
         return _put(y if keep_y else unwritten(q2.shape, x.dtype), q2, s2)
+
+    @staticmethod
+    def linear_add_layer_norm(lin, x, ln, residual, want_quant):
+        q, s = _take(x, quantize_rows)
+        y, q2, s2 = gemm_add_layer_norm(_packed(lin, [lin]), q, s, residual, ln, want_quant)
+        return _put(y, q2, s2) if want_quant else y
