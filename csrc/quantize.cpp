@@ -9,6 +9,8 @@
 // no second pass over memory. distilbert_fast/ops/int8/reference.py is the same math in PyTorch.
 #include "quantize.h"
 
+#include <string>
+
 #include "common.h"
 
 namespace dbf {
@@ -121,6 +123,39 @@ void check_scale(const at::Tensor& s, int64_t N, const char* name) {
   check_cpu(s, name);
   TORCH_CHECK(s.dim() == 1 && s.size(0) == N && s.scalar_type() == at::kFloat, name,
               " must be a float32 tensor of shape (", N, ",), got ", s.scalar_type(), " ", s.sizes());
+}
+
+// The epilogue ops' shared argument checks; `op` names the op in the messages.
+void check_acc(const at::Tensor& acc, const char* op) {
+  check_cpu(acc, (std::string(op) + ": acc").c_str());
+  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kFloat && (acc.size(1) <= 1 || acc.stride(1) == 1), op,
+              ": acc must be a 2-D float32 tensor with a unit-stride last dim, got ", acc.scalar_type(), " of shape ",
+              acc.sizes(), " strides ", acc.strides());
+}
+
+void check_y(const at::Tensor& y, const at::Tensor& acc, const char* op) {
+  check_cpu(y, (std::string(op) + ": y").c_str());
+  TORCH_CHECK((y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.sizes() == acc.sizes() &&
+                  y.is_contiguous(),
+              op, ": y must be a contiguous float32 or bfloat16 tensor of acc's shape ", acc.sizes(), ", got ",
+              y.scalar_type(), " ", y.sizes(), " strides ", y.strides());
+}
+
+// q (uint8 rows) and scale (one per row): both or neither; returns whether they are given.
+bool check_quant_out(const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale, const at::Tensor& acc,
+                     const char* op) {
+  const bool has_q = q.has_value() && q->defined();
+  TORCH_CHECK(has_q == (scale.has_value() && scale->defined()), op,
+              ": q and scale must be given together (or neither)");
+  if (has_q) {
+    check_cpu(*q, (std::string(op) + ": q").c_str());
+    TORCH_CHECK(q->scalar_type() == at::kByte && q->sizes() == acc.sizes() && q->is_contiguous(), op,
+                ": q must be a contiguous uint8 tensor of acc's shape ", acc.sizes(), ", got ", q->scalar_type(), " ",
+                q->sizes());
+    TORCH_CHECK(scale->is_contiguous(), op, ": scale must be contiguous");
+    check_scale(*scale, acc.size(0), (std::string(op) + ": scale").c_str());
+  }
+  return has_q;
 }
 
 }  // namespace
@@ -272,33 +307,14 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
                            c10::string_view act, const std::optional<at::Tensor>& y_opt,
                            const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale) {
   using namespace dbf;
-  check_cpu(acc, "int8_epilogue_out: acc");
-  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kFloat && (acc.size(1) <= 1 || acc.stride(1) == 1),
-              "int8_epilogue_out: acc must be a 2-D float32 tensor with a unit-stride last dim, got ",
-              acc.scalar_type(), " of shape ", acc.sizes(), " strides ", acc.strides());
+  constexpr const char* op = "int8_epilogue_out";
+  check_acc(acc, op);
   const int64_t N = acc.size(0), F = acc.size(1);
   check_scale(x_scale, N, "int8_epilogue_out: x_scale");
   const bool has_y = y_opt.has_value() && y_opt->defined();
-  const bool has_q = q.has_value() && q->defined();
-  TORCH_CHECK(has_q == (scale.has_value() && scale->defined()),
-              "int8_epilogue_out: q and scale must be given together (or neither)");
+  const bool has_q = check_quant_out(q, scale, acc, op);
   TORCH_CHECK(has_y || has_q, "int8_epilogue_out: y may be omitted only when q and scale are given");
-  if (has_y) {
-    const at::Tensor& y = *y_opt;
-    check_cpu(y, "int8_epilogue_out: y");
-    TORCH_CHECK((y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.sizes() == acc.sizes() &&
-                    y.is_contiguous(),
-                "int8_epilogue_out: y must be a contiguous float32 or bfloat16 tensor of acc's shape ", acc.sizes(),
-                ", got ", y.scalar_type(), " ", y.sizes(), " strides ", y.strides());
-  }
-  if (has_q) {
-    check_cpu(*q, "int8_epilogue_out: q");
-    TORCH_CHECK(q->scalar_type() == at::kByte && q->sizes() == acc.sizes() && q->is_contiguous(),
-                "int8_epilogue_out: q must be a contiguous uint8 tensor of acc's shape ", acc.sizes(), ", got ",
-                q->scalar_type(), " ", q->sizes());
-    TORCH_CHECK(scale->is_contiguous(), "int8_epilogue_out: scale must be contiguous");
-    check_scale(*scale, N, "int8_epilogue_out: scale");
-  }
+  if (has_y) check_y(*y_opt, acc, op);
   const bool has_b = bias.has_value() && bias->defined();
   at::Tensor b;
   if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_out: bias");
@@ -324,32 +340,16 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
   // unfused path writes the GEMM's output rows and re-reads them for the LayerNorm; the rounding to T before the
   // add is kept, so the result equals int8_epilogue then add_layer_norm(_quant) bit for bit.
   using namespace dbf;
-  check_cpu(acc, "int8_epilogue_add_ln_out: acc");
-  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kFloat && (acc.size(1) <= 1 || acc.stride(1) == 1),
-              "int8_epilogue_add_ln_out: acc must be a 2-D float32 tensor with a unit-stride last dim, got ",
-              acc.scalar_type(), " of shape ", acc.sizes(), " strides ", acc.strides());
+  constexpr const char* op = "int8_epilogue_add_ln_out";
+  check_acc(acc, op);
   const int64_t N = acc.size(0), F = acc.size(1);
   check_scale(x_scale, N, "int8_epilogue_add_ln_out: x_scale");
-  check_cpu(y, "int8_epilogue_add_ln_out: y");
-  TORCH_CHECK((y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.sizes() == acc.sizes() &&
-                  y.is_contiguous(),
-              "int8_epilogue_add_ln_out: y must be a contiguous float32 or bfloat16 tensor of acc's shape ",
-              acc.sizes(), ", got ", y.scalar_type(), " ", y.sizes(), " strides ", y.strides());
+  check_y(y, acc, op);
   check_rows(residual, "int8_epilogue_add_ln_out: residual");
   TORCH_CHECK(residual.sizes() == acc.sizes() && residual.scalar_type() == y.scalar_type(),
               "int8_epilogue_add_ln_out: residual must have acc's shape ", acc.sizes(), " and y's dtype ",
               y.scalar_type(), ", got ", residual.sizes(), " ", residual.scalar_type());
-  const bool has_q = q.has_value() && q->defined();
-  TORCH_CHECK(has_q == (scale.has_value() && scale->defined()),
-              "int8_epilogue_add_ln_out: q and scale must be given together (or neither)");
-  if (has_q) {
-    check_cpu(*q, "int8_epilogue_add_ln_out: q");
-    TORCH_CHECK(q->scalar_type() == at::kByte && q->sizes() == acc.sizes() && q->is_contiguous(),
-                "int8_epilogue_add_ln_out: q must be a contiguous uint8 tensor of acc's shape ", acc.sizes(),
-                ", got ", q->scalar_type(), " ", q->sizes());
-    TORCH_CHECK(scale->is_contiguous(), "int8_epilogue_add_ln_out: scale must be contiguous");
-    check_scale(*scale, N, "int8_epilogue_add_ln_out: scale");
-  }
+  const bool has_q = check_quant_out(q, scale, acc, op);
   TORCH_CHECK(eps >= 0.0, "int8_epilogue_add_ln_out: eps must be >= 0, got ", eps);
   const bool has_b = bias.has_value() && bias->defined();
   at::Tensor b;
@@ -392,10 +392,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tenso
                                                                  c10::string_view act, at::ScalarType out_dtype,
                                                                  bool quantize) {
   using namespace dbf;
-  check_cpu(acc, "int8_epilogue: acc");
-  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kFloat && (acc.size(1) <= 1 || acc.stride(1) == 1),
-              "int8_epilogue: acc must be a 2-D float32 tensor with a unit-stride last dim, got ", acc.scalar_type(),
-              " of shape ", acc.sizes(), " strides ", acc.strides());
+  check_acc(acc, "int8_epilogue");
   TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16,
               "int8_epilogue: out_dtype must be float32 or bfloat16, got ", out_dtype);
   const int64_t N = acc.size(0), F = acc.size(1);
