@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: install demo test lint bench fixtures clean
+.PHONY: install demo test test-gpu lint bench fixtures clean
 
 # torch first, then the project without build isolation so setup.py prebuilds the C++ extension against it
 # (with a record of that torch: a later torch upgrade makes the package compile a matching one on first use).
@@ -39,6 +39,14 @@ demo: $(VENV)/.test-installed
 # The C++ backend's tests must run, not skip, unless the pure-Python install was asked for.
 test: $(VENV)/.test-installed
 	DISTILBERT_FAST_REQUIRE_EXT=$(if $(filter 1,$(DISTILBERT_FAST_NO_EXT)),0,1) $(PY) -m pytest -q tests
+
+# On a CUDA machine: the Triton kernels compiled for the GPU (not interpreted) against transformers on the same
+# GPU. CI has no GPU (these files skip or interpret there). GPU_PY: a Python that already has torch with CUDA,
+# triton and transformers (e.g. `make test-gpu GPU_PY=python3` on a lent GPU machine, from the source tree).
+GPU_PY ?= $(PY)
+test-gpu:
+	TRITON_INTERPRET=0 PYTHONPATH=$(CURDIR) $(GPU_PY) -m pytest -q tests/test_cuda.py tests/test_ops_triton.py tests/test_backend_triton.py
+	TRITON_INTERPRET=0 PYTHONPATH=$(CURDIR) $(GPU_PY) bench/bench_gpu.py --no-compile
 
 # Style: ruff's lint rules and its formatter (config in pyproject.toml); check only, never rewrites files.
 # Lint needs ruff only, not the package or its C++ build.
