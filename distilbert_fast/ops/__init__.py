@@ -172,7 +172,16 @@ def _build_cpp_table() -> OpTable | None:
     return eager_only(int8.with_int8(table, kernels))
 
 
-MODULE_OPS = ("embeddings", "qkv", "linear", "add_layer_norm", "layer_norm", "attention")
+# every op of a table (a composed linear_add_layer_norm is re-derived from the wrapped linear and add_layer_norm)
+MODULE_OPS = (
+    "embeddings",
+    "qkv",
+    "linear",
+    "add_layer_norm",
+    "layer_norm",
+    "attention",
+    "linear_add_layer_norm",
+)
 
 
 def eager_only(table: OpTable) -> OpTable:
@@ -183,11 +192,7 @@ def eager_only(table: OpTable) -> OpTable:
     kernels, so there is nothing for a compiler to gain inside them. Eager cost: ~0.4 us per op call."""
     import torch
 
-    # (a composed linear_add_layer_norm is re-derived from the wrapped linear and add_layer_norm)
-    names = MODULE_OPS + ("linear_add_layer_norm",)
-    return dataclasses.replace(
-        table, **{name: torch.compiler.disable(getattr(table, name)) for name in names}
-    )
+    return dataclasses.replace(table, **{n: torch.compiler.disable(getattr(table, n)) for n in MODULE_OPS})
 
 
 # --- triton table ---------------------------------------------------------------------------------------------
