@@ -213,3 +213,25 @@ def test_linear_kernel_and_the_cublas_dispatch_on_cuda(dtype):
         got = L.linear_fused(x, w, b, "gelu", residual=r).float()
         want = torch.nn.functional.gelu(ref) + r.float()
         assert_close(got, want, rel=tol, what=f"kernel gelu + residual M={M}")
+
+
+def test_serve_on_cuda_matches_the_cpu_pipeline(minilm_dir):
+    """`distilbert-fast serve --device cuda` (and Ray Serve replicas with num_gpus): the service's model runs on
+    the GPU and /embed answers what the CPU pipeline computes."""
+    import asyncio
+
+    import numpy as np
+
+    pytest.importorskip("fastapi")
+    from distilbert_fast.pipelines import pipeline
+    from distilbert_fast.serve import InferenceService, ServeConfig
+
+    texts = ["The cat sat on the mat.", "A quick brown fox.", "Rain again today, and tomorrow too."]
+    service = InferenceService(ServeConfig(model=str(minilm_dir), device="cuda"))
+    try:
+        assert service.info()["device"].startswith("cuda") and service.info()["backend"] == "triton"
+        got = np.asarray(asyncio.run(service.handle("/embed", {"inputs": texts})), dtype=np.float32)
+    finally:
+        service.close()
+    want = pipeline("sentence-embeddings", model=str(minilm_dir)).run(texts, return_tensors="np")
+    assert np.abs(got - want).max() <= 1e-4

@@ -259,6 +259,37 @@ def test_quantize_int8_serves_what_the_int8_pipeline_computes(clf):
         ServeConfig(model=path, quantize="int4")
 
 
+def test_device_is_checked_and_reported(clf):
+    path = clf[0].service.config.model
+    assert clf[0].get("/info").json()["device"] == "cpu"
+    for bad in ("tpu", "cuda:x", "CPU", "cuda:", 0):
+        with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+            ServeConfig(model=path, device=bad)
+    with pytest.raises(ValueError, match="dtype float16 needs device cuda"):
+        ServeConfig(model=path, dtype="float16")
+    ServeConfig(
+        model=path, device="cuda:1", dtype="float16"
+    )  # spelling only: the machine is checked at start
+    s = Server(model=path, device="cpu")
+    try:
+        close_to(s.post("/predict", {"inputs": TEXTS}).json(), clf[1].run(TEXTS, top_k=None))
+    finally:
+        s.service.close()
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ValueError, match="no usable CUDA GPU" if n == 0 else "CUDA GPU\\(s\\)"):
+        InferenceService(ServeConfig(model=path, device=f"cuda:{n}" if n else "cuda"))
+
+
+def test_cli_serve_device_errors_are_one_line(minilm_dir, capsys):
+    from distilbert_fast.cli import main
+
+    assert main(["serve", "--model", str(minilm_dir), "--device", "tpu"]) == 1
+    assert "device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # refused before the model loads or a port is bound
+        assert main(["serve", "--model", str(minilm_dir), "--device", "cuda", "--port", "0"]) == 1
+        assert "device 'cuda': this machine has no usable CUDA GPU" in capsys.readouterr().err
+
+
 def test_embed_cls_pooling_from_the_pooling_config(save):
     path = save(hf_model("DistilBertModel", seed=6, vocab_size=VOCAB), "cls")
     (Path(path) / "1_Pooling").mkdir()
@@ -315,6 +346,7 @@ def test_tokenize_info_health_metrics_openapi(embed_server, minilm_dir):
     assert info["max_input_length"] == 256 and info["max_client_batch_size"] == 8
     assert "api_key" not in str(info)
     assert s.get("/health").status_code == 200
+    assert s.post("/embed", {"inputs": "one embedding, counted below"}).status_code == 200
     metrics = s.get("/metrics").text
     assert 'dbf_requests_total{route="/embed",status="200"}' in metrics
     for name in (

@@ -11,7 +11,7 @@ requests over the replicas.
                                                    "target_ongoing_requests": 32}))
 
 Sizing: a replica is one model and one batcher: `threads_per_replica` CPUs (torch threads) each, or one GPU
-with `num_gpus=1` (triton backend). `max_ongoing_requests` (default: the service's
+with `num_gpus=1` (device "cuda", triton backend). `max_ongoing_requests` (default: the service's
 max_concurrent_requests) caps what Ray routes to a replica; above the service's own limit it answers 429.
 """
 
@@ -64,13 +64,14 @@ def serve_app(
     max_concurrent_requests, api_key, ...). num_replicas: a count, or "auto" (Serve's default autoscaling);
     autoscaling_config: Ray Serve's dict (min_replicas, max_replicas, target_ongoing_requests, ...), instead
     of num_replicas. threads_per_replica: CPUs and torch threads per replica; num_gpus: GPUs per replica
-    (with a GPU the replica runs the triton backend unless `backend` says otherwise)."""
+    (with a GPU the replica's model runs on it, device "cuda", on the triton backend unless `backend` says
+    otherwise)."""
     from ..serve import ServeConfig
 
     if num_replicas is not None and autoscaling_config is not None:
         raise ValueError("pass num_replicas or autoscaling_config, not both")
-    if num_gpus and config.get("backend") is None:
-        config["backend"] = "triton"
+    if num_gpus and config.get("device") is None:
+        config["device"] = "cuda"  # the replica's GPU (Ray sets CUDA_VISIBLE_DEVICES); auto backend: triton
     settings = {"model": str(model), "task": task, "threads": threads_per_replica, **config}
     service_config = ServeConfig(**settings)  # validates every field here, in the driver, not in a replica
     options: dict[str, Any] = {

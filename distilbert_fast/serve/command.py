@@ -34,6 +34,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", choices=("auto", "cpp", "torch", "triton"), default=None)
     p.add_argument(
+        "--device",
+        default=None,
+        help="cpu (default), cuda or cuda:N: where the model runs (on a GPU the triton backend)",
+    )
+    p.add_argument(
         "--pooling",
         choices=POOLINGS,
         default=None,
@@ -98,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         quantize=args.quantize,
         backend=args.backend,
+        device=args.device,
         pooling=args.pooling,
         host=args.host,
         port=args.port,

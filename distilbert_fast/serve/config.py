@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 API_KEY_ENV = "DISTILBERT_FAST_API_KEY"
 POOLINGS = ("mean", "cls")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16")  # float16: GPU only (the CPU kernels run float32 and bfloat16)
 QUANTIZE = ("int8",)
 
 
@@ -26,6 +27,9 @@ class ServeConfig:
     dtype: str | None = None
     quantize: str | None = None  # "int8": int8 GEMMs (README: int8); dtype says what stays floating point
     backend: str | None = None
+    # where the model runs: "cpu" (None) or "cuda" / "cuda:N" (the triton backend unless `backend` says
+    # otherwise). Checked against the machine when the service starts (a Ray driver may have no GPU).
+    device: str | None = None
     pooling: str | None = None  # /embed: None -> 1_Pooling/config.json, else "mean"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -68,12 +72,22 @@ class ServeConfig:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device is not None and (
+            not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", self.device)
+        ):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.dtype == "float16" and not self.on_cuda:
+            raise ValueError("dtype float16 needs device cuda (on CPU: float32 or bfloat16)")
         if self.quantize is not None and self.quantize not in QUANTIZE:
             raise ValueError(f"quantize must be None or one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
         if self.api_key is None:
             self.api_key = os.environ.get(API_KEY_ENV) or None
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
             raise ValueError("api_key must be a non-empty string")
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device is not None and self.device.startswith("cuda")
 
 
 def _positive(name: str, value) -> None:

@@ -137,6 +137,7 @@ class InferenceService:
         # keep tokenizers' default.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.metrics = Metrics()
+        device = _usable_device(config.device)
         model_dir = Path(resolve_model_dir(config.model))
         model_config = read_config_dict(model_dir)
         self.task = resolve_server_task(config.task, model_config)
@@ -160,7 +161,7 @@ class InferenceService:
             dtype = getattr(torch, config.dtype) if config.dtype else None
             self.model = DistilBertModelWithHeads.from_pretrained(
                 model_dir, dtype=dtype, backend=config.backend, quantize=config.quantize
-            )
+            ).to(device)
             self.model.prepare_for_inference()
             limit = min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length)
         else:
@@ -171,6 +172,7 @@ class InferenceService:
                 quantize=config.quantize,
                 backend=config.backend,
                 batch_size=batch_size,
+                device=device,
                 progress=False,
             )
             self.model = self.pipe.model
@@ -247,6 +249,7 @@ class InferenceService:
             "model_sha": None,
             "model_dtype": str(model.dtype).removeprefix("torch."),
             "quantize": cfg.quantize,
+            "device": str(model.device),
             "model_type": model_type,
             "task": self.task,
             "backend": model.backend,
@@ -686,6 +689,23 @@ class InferenceService:
         items, tokens = self._encode(self._batch(req.inputs), req.truncate)
         results = await self._submit(("token-classification", req.aggregation_strategy), items, tokens)
         return results[0] if isinstance(req.inputs, str) else results
+
+
+def _usable_device(device: str | None) -> torch.device:
+    """The model's device, checked against this machine (ServeConfig checked the spelling)."""
+    if device is None or device == "cpu":
+        return torch.device("cpu")
+    d = torch.device(device)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(
+            f"device {device!r}: this machine has no usable CUDA GPU (torch {torch.__version__})"
+        )
+    if d.index is not None and d.index >= count:
+        raise ValueError(
+            f"device {device!r}: this machine has {count} CUDA GPU(s): cuda:0 .. cuda:{count - 1}"
+        )
+    return d
 
 
 def _json_type(x: Any) -> str:
