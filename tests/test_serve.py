@@ -559,6 +559,27 @@ def test_heads_and_adapters_per_request_share_the_encoder_pass(save):
         assert set(s.get("/info").json()["model_type"]["heads"]) == {"sent", "topics", "tags"}
     finally:
         s.service.close()
+    # over-long inputs: tokenized once on the event loop; truncate -> the tokenizer's own truncation (a pair:
+    # longest first), else 413 naming the input. The worker pads ids of different lengths in one batch.
+    s = Server(model=path, max_input_length=12)
+    try:
+        tok = dbf.DistilBertTokenizer.from_pretrained(path)
+        long, pair = (TEXTS[0] + " ") * 4, (TEXTS[1], TEXTS[2] * 3)
+        inputs = [long, list(pair), "short"]
+        got = s.post("/predict", {"inputs": inputs, "head": "sent", "truncate": True, "raw_scores": True})
+        enc = tok([long, pair, "short"], truncation=True, max_length=12, padding=True, return_tensors="pt")
+        assert enc["attention_mask"].sum(1).tolist()[:2] == [12, 12]
+        with torch.inference_mode():
+            logits = ref(enc["input_ids"], attention_mask=enc["attention_mask"], head="sent").logits.float()
+        labels = ref.get_labels_dict("sent")
+        want = [
+            sorted(({"label": labels[i], "score": v} for i, v in enumerate(row)), key=lambda d: -d["score"])
+            for row in logits.tolist()
+        ]
+        close_to(got.json(), want, 1e-5)
+        error(s.post("/predict", {"inputs": inputs, "head": "sent"}), 413, "validation", "inputs[0]")
+    finally:
+        s.service.close()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -213,9 +213,10 @@ class Predictor:
             if adapter_names is None
             else tuple([adapter_names] if isinstance(adapter_names, str) else adapter_names)
         )
-        self.tokenizer = _CountingTokenizer(DistilBertTokenizer.from_pretrained(model))
-        limit = min(net.config.max_position_embeddings, self.tokenizer.model_max_length)
-        self.runner = MultiHeadRunner(net, self.tokenizer, limit, batch_size)
+        tokenizer = DistilBertTokenizer.from_pretrained(model)
+        self.tokenizer = _CountingTokenizer(tokenizer)
+        self.max_length = min(net.config.max_position_embeddings, tokenizer.model_max_length)
+        self.runner = MultiHeadRunner(net, tokenizer.pad_token_id, batch_size)
 
     # -- one batch -----------------------------------------------------------------------------------------
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -277,11 +278,10 @@ class Predictor:
             return list(results) if self.task == "sentence-embeddings" else results
         raw = bool(self.call.get("raw_scores", False))
         texts = [(x["text"], x["text_pair"]) if isinstance(x, dict) else x for x in inputs]
-        items = [(t, h, raw) for h in self.heads for t in texts]  # the heads of a batch share its pass
+        # tokenized once (and counted): the runner only pads
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        items = [(x, h, raw) for h in self.heads for x in ids]  # the heads of a batch share its pass
         flat = self.runner.run(self.adapters, items)
-        # the runner tokenizes padded batches of items; count each row's tokens once, in one call
-        self.tokenizer.calls.clear()
-        self.tokenizer(texts, truncation=True, max_length=self.runner.max_length)  # as the runner does
         return [{h: flat[j * len(texts) + k] for j, h in enumerate(self.heads)} for k in range(len(texts))]
 
     # -- typed columns -------------------------------------------------------------------------------------

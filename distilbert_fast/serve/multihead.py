@@ -18,10 +18,9 @@ SEQUENCE_HEADS = ("classification", "multilabel_classification")
 
 
 class MultiHeadRunner:
-    def __init__(self, model, tokenizer, max_length: int, batch_size: int):
+    def __init__(self, model, pad_token_id: int, batch_size: int):
         self.model = model
-        self.tokenizer = tokenizer  # the worker's own (the event loop counts tokens with another)
-        self.max_length = max_length
+        self.pad_token_id = pad_token_id
         self.batch_size = batch_size
 
     @property
@@ -45,30 +44,25 @@ class MultiHeadRunner:
         return labels if labels is not None else {i: f"LABEL_{i}" for i in range(n)}
 
     def run(self, adapters: tuple[str, ...] | None, items: list[tuple]) -> list:
-        """items: (text or (text, pair), head, raw_scores) -> sorted [{"label", "score"}] per item."""
-        order = sorted(range(len(items)), key=lambda i: len(str(items[i][0])), reverse=True)
+        """items: (token ids, head, raw_scores) -> sorted [{"label", "score"}] per item. The ids come
+        tokenized (and truncated) from the event loop; batches of similar lengths are padded here."""
+        order = sorted(range(len(items)), key=lambda i: len(items[i][0]), reverse=True)
         results: list = [None] * len(items)
         for b0 in range(0, len(order), self.batch_size):
             idx = order[b0 : b0 + self.batch_size]
             batch = [items[i] for i in idx]
-            enc = self.tokenizer(
-                [x[0] for x in batch],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
+            width = len(batch[0][0])  # the longest: sorted
+            input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, (ids, _, _) in enumerate(batch):
+                input_ids[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                mask[r, : len(ids)] = 1
             heads = list(dict.fromkeys(x[1] for x in batch))
             setup = None if adapters is None else Stack(*adapters)
             kwargs = {} if setup is None else {"adapter_names": setup}
             device = self.model.device
             with torch.inference_mode():
-                out = self.model(
-                    enc["input_ids"].to(device),
-                    attention_mask=enc["attention_mask"].to(device),
-                    head=heads,
-                    **kwargs,
-                )
+                out = self.model(input_ids.to(device), attention_mask=mask.to(device), head=heads, **kwargs)
             outs = [out] if len(heads) == 1 else list(out)
             logits = {h: o["logits"].detach().to("cpu", torch.float32).numpy() for h, o in zip(heads, outs)}
             for r, i in enumerate(idx):

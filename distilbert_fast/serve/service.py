@@ -11,8 +11,8 @@ tokenizing once, as TEI does: each request is tokenized on the event loop by the
 `encode` (truncated as the pipeline truncates), which gives the real token counts the batch budget and
 --max-input-length need; the batcher concatenates the (input, encoding) items of every queued request with
 the same parameters into one `pipeline.run_encoded(...)` call, so the model worker runs only the model and
-the postprocessing. (DistilBertModelWithHeads requests go through serve/multihead.py, which tokenizes in
-the worker.)
+the postprocessing. (DistilBertModelWithHeads requests are tokenized on the event loop too, into token
+ids that serve/multihead.py pads and runs through the model's multi-head forward.)
 """
 
 from __future__ import annotations
@@ -181,9 +181,7 @@ class InferenceService:
             limit = min(limit, config.max_input_length)
         self.max_input_length = limit
         if self.task == HEADS:
-            self.runner = MultiHeadRunner(
-                self.model, DistilBertTokenizer.from_pretrained(model_dir), limit, batch_size
-            )
+            self.runner = MultiHeadRunner(self.model, self.tokenizer.pad_token_id, batch_size)
         else:
             self.pipe.max_length = min(self.pipe.max_length, limit)  # the pipelines truncate at max_length
             if hasattr(self.pipe, "default_max_length"):
@@ -532,8 +530,8 @@ class InferenceService:
                     f"field `inputs.{i}`: a pair is [text, text_pair], got {len(x)} strings",
                 )
         if self.task == HEADS:
-            tokens = self._check_lengths(self._lengths(batch), req.truncate)
-            key, items = self._heads_work(req, batch)
+            ids, tokens = self._heads_ids(batch, req.truncate)
+            key, items = self._heads_work(req, ids)
         else:
             if req.head is not None or req.adapter_names is not None:
                 raise ServeError(
@@ -550,6 +548,20 @@ class InferenceService:
             )
         results = await self._submit(key, items, tokens)
         return results[0] if single else results
+
+    def _heads_ids(self, batch: list, truncate: bool | None) -> tuple[list[list[int]], int]:
+        """Token ids of each input (str or (text, pair)), tokenized once here as for the other tasks: the
+        worker only pads them. An input over max_input_length -> 413 without truncate, else the tokenizer's
+        own truncation (pairs: longest first) of that input."""
+        ids = self.tokenizer(batch)["input_ids"]
+        tokens = self._check_lengths([len(x) for x in ids], truncate)
+        limit = self.max_input_length
+        long = [i for i, x in enumerate(ids) if len(x) > limit]
+        if long:
+            cut = self.tokenizer([batch[i] for i in long], truncation=True, max_length=limit)["input_ids"]
+            for i, x in zip(long, cut):
+                ids[i] = x
+        return ids, tokens
 
     def _heads_work(self, req, batch: list) -> tuple[tuple, list]:
         head = req.head if req.head is not None else self.runner.default_head()
