@@ -60,6 +60,7 @@ ENGINES: list[tuple[str, str]] = [
     ("df-bf16", "distilbert_fast bf16"),
     ("hf-dyn-int8", "HF + torch dynamic int8"),
     ("df-int8", "distilbert_fast int8"),
+    ("df-int8-bf16", "distilbert_fast int8, bf16 elsewhere"),
 ]
 ENGINE_LABELS = dict(ENGINES)
 # (ours, anchor): the ratio tok/s(ours) / tok/s(anchor) is reported per workload.
@@ -72,6 +73,7 @@ RATIOS = [
     ("df-int8", "ct2-int8"),
     ("df-int8", "hf-dyn-int8"),
     ("df-int8", "df-bf16"),
+    ("df-int8-bf16", "df-bf16"),
     ("df-int8", "df"),
 ]
 WORKLOADS = ("lat", "full", "mixed")
@@ -565,6 +567,8 @@ def create_engine(key: str, model_dir: Path, cfg: dict, args) -> Engine:
         return DFEngine(key, model_dir, torch.bfloat16, args.df_backend)
     if key == "df-int8":
         return DFEngine(key, model_dir, torch.float32, args.df_backend, quantize="int8")
+    if key == "df-int8-bf16":  # int8 GEMMs; activations, attention and LayerNorm in bf16 (a BF16 CPU's pick)
+        return DFEngine(key, model_dir, torch.bfloat16, args.df_backend, quantize="int8")
     if key == "hf-dyn-int8":
         return HFDynamicInt8Engine(key, model_dir)
     raise KeyError(key)
