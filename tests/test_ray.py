@@ -397,6 +397,26 @@ def test_gpu_plan_and_cpu_stand_in():
         plan_resources("cpu", 3, 2, {"CPU": 4})
 
 
+def test_serve_app_gpu_replicas_put_the_model_on_the_gpu(minilm_dir):
+    """num_gpus: each replica's service gets device "cuda" (the auto backend is then triton); an explicit
+    device stays; CPU replicas keep the default. Checked on the bound application, no Ray cluster needed."""
+    from distilbert_fast.ray import serve_app
+
+    def bound(**kw):
+        app = serve_app(str(minilm_dir), **kw)
+        d = getattr(app, "_bound_deployment", None)
+        if d is None:
+            pytest.skip("this Ray version's Application does not expose its bound deployment")
+        return d.init_args[0], d.ray_actor_options
+
+    settings, actor = bound(num_gpus=1)
+    assert settings["device"] == "cuda" and "backend" not in settings and actor["num_gpus"] == 1
+    assert bound(num_gpus=1, device="cuda:0")[0]["device"] == "cuda:0"
+    assert "device" not in bound(threads_per_replica=2)[0]
+    with pytest.raises(ValueError, match="device must be"):
+        serve_app(str(minilm_dir), device="gpu")
+
+
 def test_serve_app_smoke(local_ray, minilm_dir):
     """Ray Serve: one replica of the `distilbert-fast serve` app answers /embed like the pipeline, /health,
     and a malformed request with the server's 422."""
