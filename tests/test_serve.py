@@ -19,6 +19,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import hf_model, randomize_
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -262,7 +264,7 @@ def test_quantize_int8_serves_what_the_int8_pipeline_computes(clf):
 def test_device_is_checked_and_reported(clf):
     path = clf[0].service.config.model
     assert clf[0].get("/info").json()["device"] == "cpu"
-    for bad in ("tpu", "cuda:x", "CPU", "cuda:", 0):
+    for bad in ("tpu", "cuda:x", "CPU", "cuda:", "cuda:\u0663", "cuda:0\n", 0):
         with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
             ServeConfig(model=path, device=bad)
     with pytest.raises(ValueError, match="dtype float16 needs device cuda"):
@@ -278,6 +280,30 @@ def test_device_is_checked_and_reported(clf):
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     with pytest.raises(ValueError, match="no usable CUDA GPU" if n == 0 else "CUDA GPU\\(s\\)"):
         InferenceService(ServeConfig(model=path, device=f"cuda:{n}" if n else "cuda"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=12),
+        st.from_regex(r"(cpu|cuda)(:[0-9]{0,3})?", fullmatch=True),
+        st.integers(),
+        st.none(),
+    )
+)
+def test_device_spelling_property(device):
+    """ServeConfig.device: None, 'cpu', 'cuda' or 'cuda:N' are taken as given; anything else is refused with a
+    message naming the field (the machine itself is only checked when a service starts)."""
+    import re
+
+    ok = device is None or (
+        isinstance(device, str) and re.fullmatch(r"cpu|cuda(:[0-9]+)?", device) is not None
+    )
+    if ok:
+        assert ServeConfig(model="m", device=device).device == device
+    else:
+        with pytest.raises(ValueError, match="^device must be 'cpu', 'cuda' or 'cuda:N', got "):
+            ServeConfig(model="m", device=device)
 
 
 def test_cli_serve_device_errors_are_one_line(minilm_dir, capsys):

@@ -73,7 +73,7 @@ class ServeConfig:
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device is not None and (
-            not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", self.device)
+            not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device)
         ):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.dtype == "float16" and not self.on_cuda:
