@@ -46,7 +46,7 @@ TORCH_LIBRARY(distilbert_fast, m) {
       "-> (Tensor, Tensor, Tensor)");
   m.def(
       "int8_epilogue_out(Tensor acc, Tensor x_scale, Tensor? bias, str act, Tensor(a!)? y, Tensor(b!)? q, "
-      "Tensor(c!)? scale) -> ()");
+      "Tensor(c!)? scale, ScalarType? rows_dtype=None) -> ()");
   m.def(
       "int8_epilogue_add_ln_out(Tensor acc, Tensor x_scale, Tensor? bias, Tensor residual, Tensor ln_weight, "
       "Tensor ln_bias, float eps, Tensor(a!) y, Tensor(b!)? q, Tensor(c!)? scale) -> ()");

@@ -96,9 +96,10 @@ DBF_INLINE float epilogue_row(const float* acc, float xs, const float* bias, int
   return hmax(mx);
 }
 
-// y == nullptr (float32 only, with q): the rows are only quantized, never stored. The FFN's GELU output feeds
-// nothing but the next int8 GEMM, so writing it (50 MB per layer at 32x128) is pure memory traffic: each row goes
-// through an L1-resident buffer instead (measured on the 2-core Xeon: FFN-in GEMM + epilogue 19.4 -> 18.6 ms).
+// y == nullptr (with q): the rows are only quantized, never stored. The FFN's GELU output feeds nothing but the
+// next int8 GEMM, so writing it (50 MB per layer at 32x128 in float32, 25 MB in bf16) is pure memory traffic: each
+// row goes through an L1-resident buffer of T instead (measured on the 2-core Xeon: FFN-in GEMM + epilogue 19.4 ->
+// 18.6 ms in float32).
 template <bool HAS_ACT, Act A, typename T>
 void epilogue_kernel(const float* acc, int64_t lda, const float* xs, const float* bias, int64_t N, int64_t F, T* y,
                      uint8_t* q, float* qs) {
@@ -305,7 +306,8 @@ void run_epilogue(bool has_act, dbf::Act a, const float* ap, int64_t lda, const 
 
 void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
                            c10::string_view act, const std::optional<at::Tensor>& y_opt,
-                           const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale) {
+                           const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale,
+                           std::optional<at::ScalarType> rows_dtype) {
   using namespace dbf;
   constexpr const char* op = "int8_epilogue_out";
   check_acc(acc, op);
@@ -315,6 +317,12 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
   const bool has_q = check_quant_out(q, scale, acc, op);
   TORCH_CHECK(has_y || has_q, "int8_epilogue_out: y may be omitted only when q and scale are given");
   if (has_y) check_y(*y_opt, acc, op);
+  // the dtype of the rows that are quantized: y's, or without y rows_dtype (default float32)
+  const at::ScalarType rows = has_y ? y_opt->scalar_type() : rows_dtype.value_or(at::kFloat);
+  TORCH_CHECK(rows == at::kFloat || rows == at::kBFloat16,
+              "int8_epilogue_out: rows_dtype must be float32 or bfloat16, got ", rows);
+  TORCH_CHECK(!has_y || !rows_dtype.has_value() || *rows_dtype == rows, "int8_epilogue_out: rows_dtype (",
+              *rows_dtype, ") must be y's dtype (", rows, ") when y is given");
   const bool has_b = bias.has_value() && bias->defined();
   at::Tensor b;
   if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_out: bias");
@@ -322,8 +330,9 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
   const Act a = parse_act("int8_epilogue_out", act, true, has_act);
   if (N == 0 || F == 0) return;
   const at::Tensor xs = x_scale.contiguous();
-  // no y: float32 rows in a thread-local buffer (quantized from their exact values, as a float32 y would be)
-  dispatch_float(has_y ? y_opt->scalar_type() : at::kFloat, [&](auto tag) {
+  // no y: the rows go through a thread-local buffer of the rows dtype and are quantized from those values, as
+  // from a stored y (bf16: the rounded values, as the reference quantizes them)
+  dispatch_float(rows, [&](auto tag) {
     using T = decltype(tag);
     run_epilogue<T>(has_act, a, acc.data_ptr<float>(), row_stride(acc), xs.data_ptr<float>(),
                     has_b ? b.data_ptr<float>() : nullptr, N, F, has_y ? y_opt->data_ptr<T>() : nullptr,

@@ -38,4 +38,4 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
                                   const std::optional<at::Tensor>& q, const std::optional<at::Tensor>& scale);
 void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
                            c10::string_view act, const std::optional<at::Tensor>& y, const std::optional<at::Tensor>& q,
-                           const std::optional<at::Tensor>& scale);
+                           const std::optional<at::Tensor>& scale, std::optional<at::ScalarType> rows_dtype);

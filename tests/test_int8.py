@@ -228,11 +228,17 @@ def test_epilogue_out_kernel_writes_row_slices(n, act, dtype):
         C.epilogue_out(acc, xs, bias, act, y, q, None)
     with pytest.raises(RuntimeError, match="int8_epilogue_out: y must be"):
         C.epilogue_out(acc, xs, bias, act, torch.empty(n + 1, F, dtype=dtype))
-    # no y: the quantized rows of a float32 y, bit for bit, nothing stored
-    q3, s3 = torch.full((n, F), 7, dtype=torch.uint8), torch.full((n,), -1.0)
-    C.epilogue_out(acc, xs, bias, act, None, q3, s3)
-    q32, s32 = C.epilogue(acc, xs, bias, act, torch.float32, True)[1:]
-    assert torch.equal(q3, q32) and torch.equal(s3, s32)
+    # no y: the quantized rows of a float32 y (default) or of a y in rows_dtype, bit for bit, nothing stored
+    for rows_dtype in (None, dtype):
+        q3, s3 = torch.full((n, F), 7, dtype=torch.uint8), torch.full((n,), -1.0)
+        C.epilogue_out(acc, xs, bias, act, None, q3, s3, rows_dtype=rows_dtype)
+        q32, s32 = C.epilogue(acc, xs, bias, act, rows_dtype or torch.float32, True)[1:]
+        assert torch.equal(q3, q32) and torch.equal(s3, s32)
+    with pytest.raises(RuntimeError, match="rows_dtype must be float32 or bfloat16"):
+        C.epilogue_out(acc, xs, bias, act, None, q3, s3, rows_dtype=torch.float16)
+    other = torch.bfloat16 if dtype == torch.float32 else torch.float32
+    with pytest.raises(RuntimeError, match="rows_dtype .* must be y's dtype"):
+        C.epilogue_out(acc, xs, bias, act, y, q, s, rows_dtype=other)
     with pytest.raises(RuntimeError, match="y may be omitted only when q and scale are given"):
         C.epilogue_out(acc, xs, bias, act, None)
 
@@ -257,8 +263,10 @@ def test_chunked_gemm_epilogue_matches_one_call(n, monkeypatch):
     y, _, _ = C.gemm_epilogue(p, qx, xs, None, torch.float32, False)
     assert torch.equal(y, C.epilogue(p.gemm(qx), xs, p.bias, None, torch.float32, False)[0])
     monkeypatch.setattr(C, "CHUNK_ROWS", 512)  # keep_y=False chunks every size: one call and several
-    none, q2, s2 = C.gemm_epilogue(p, qx, xs, "gelu", torch.float32, True, keep_y=False)
-    assert none is None and torch.equal(q2, whole[1]) and torch.equal(s2, whole[2])
+    for dtype in DTYPES:  # the quantized rows of the activation in the model's dtype, never stored
+        want = C.epilogue(p.gemm(qx), xs, p.bias, "gelu", dtype, True)
+        none, q2, s2 = C.gemm_epilogue(p, qx, xs, "gelu", dtype, True, keep_y=False)
+        assert none is None and torch.equal(q2, want[1]) and torch.equal(s2, want[2])
 
 
 @needs_cpp

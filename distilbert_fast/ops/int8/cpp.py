@@ -98,9 +98,10 @@ def epilogue(acc, x_scale, bias, act, out_dtype, want_quant):
     return _op("int8_epilogue")(acc, x_scale, bias, act or "none", out_dtype, bool(want_quant))
 
 
-def epilogue_out(acc, x_scale, bias, act, y, q=None, scale=None):
-    """int8_epilogue writing into y (and q, scale when given): row slices of a larger output."""
-    _op("int8_epilogue_out")(acc, x_scale, bias, act or "none", y, q, scale)
+def epilogue_out(acc, x_scale, bias, act, y, q=None, scale=None, rows_dtype=None):
+    """int8_epilogue writing into y (and q, scale when given): row slices of a larger output. Without y, only
+    q and scale: the rows are rounded to rows_dtype (default float32) and quantized, never stored."""
+    _op("int8_epilogue_out")(acc, x_scale, bias, act or "none", y, q, scale, rows_dtype)
 
 
 # Rows per int8 GEMM call (at most) when a batch has more than twice as many tokens. The GEMM's fp32 output is re-read by the
@@ -113,15 +114,16 @@ CHUNK_ROWS = 512
 
 def gemm_epilogue(p: PackedInt8, q, s, act, out_dtype, want_quant, keep_y=True):
     """y = act((q - 128) @ W^T * s[:, None] * w_scale + bias) in out_dtype, plus y's rows quantized when
-    want_quant: (y, q2, s2); q2 and s2 are not meant to be used otherwise. keep_y=False (float32, want_quant):
-    y is not stored (None), only its quantized rows."""
+    want_quant: (y, q2, s2); q2 and s2 are not meant to be used otherwise. keep_y=False (with want_quant): y is
+    not stored (None), only its quantized rows (those of y in out_dtype)."""
     M = q.shape[0]
     if keep_y and M <= 2 * CHUNK_ROWS:
         return epilogue(p.gemm(q), s, p.bias, act, out_dtype, want_quant)
     y, q2, s2 = _outputs(M, p.out_features, out_dtype, keep_y, want_quant)
     op, act = _op("int8_epilogue_out"), act or "none"
+    rows_dtype = None if keep_y else out_dtype
     for r, e in _chunks(M):
-        op(p.gemm(q[r:e]), s[r:e], p.bias, act, _rows(y, r, e), _rows(q2, r, e), _rows(s2, r, e))
+        op(p.gemm(q[r:e]), s[r:e], p.bias, act, _rows(y, r, e), _rows(q2, r, e), _rows(s2, r, e), rows_dtype)
     return y, q2, s2
 
 
@@ -173,10 +175,10 @@ class CppKernels:
     def linear(owner, linears, x, act, want_quant):
         q, s = _take(x, quantize_rows)
         p = _packed(owner, linears)
-        # A float32 output that only feeds the next int8 GEMM (the FFN's GELU rows) is never stored: the hand-off
-        # carries its quantized rows, and the model gets a stand-in (int8.unwritten). A bf16 output is kept: the
-        # reference quantizes its rounded values.
-        keep_y = not (want_quant and x.dtype == torch.float32)
+        # An output that only feeds the next int8 GEMM (the FFN's GELU rows) is never stored: the hand-off carries
+        # its quantized rows (of the values in x's dtype, bf16-rounded for a bf16 model, as the reference
+        # quantizes them), and the model gets a stand-in (int8.unwritten).
+        keep_y = not want_quant
         y, q2, s2 = gemm_epilogue(p, q, s, act, x.dtype, want_quant, keep_y)
         if not want_quant:
             return y
