@@ -632,7 +632,7 @@ def report(output: str, data: dict) -> None:
             + "): "
             + ("**met**" if met == n else f"**met in {met} of {n} runs only**" if met else "**not met**")
             + "."
-            + (f" Earlier code: {len(runs) - n} runs above." if n < len(runs) else "")
+            + (f" Earlier runs (other code or method): {len(runs) - n} above." if n < len(runs) else "")
         )
     else:
         ref_line = "1-client latency target: not measured."
