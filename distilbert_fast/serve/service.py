@@ -18,6 +18,7 @@ ids that serve/multihead.py pads and runs through the model's multi-head forward
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import time
@@ -438,14 +439,18 @@ class InferenceService:
 
     def _direction(self, direction: str) -> str:
         """TEI's truncation_direction ("right"/"Right", "left"/"Left") -> the pipeline's truncation_side."""
-        side = direction.lower()
-        if side == "left" and self.task == HEADS:
-            raise ServeError(
-                422,
-                "validation",
-                'field `truncation_direction`: only "right" on a DistilBertModelWithHeads checkpoint',
-            )
-        return side
+        return direction.lower()
+
+    def _side_tokenizer(self, side: str):
+        """The event loop's tokenizer truncating on `side` (the heads path; the pipelines keep their own): a
+        copy made once, as the side is tokenizer state that other requests must not see flipped."""
+        if side == self.tokenizer.truncation_side:
+            return self.tokenizer
+        tokenizers = self.__dict__.setdefault("_side_tokenizers", {})
+        if side not in tokenizers:
+            tokenizers[side] = copy.deepcopy(self.tokenizer)
+            tokenizers[side].truncation_side = side
+        return tokenizers[side]
 
     def _prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
         if prompt_name is None:
@@ -530,7 +535,7 @@ class InferenceService:
                     f"field `inputs.{i}`: a pair is [text, text_pair], got {len(x)} strings",
                 )
         if self.task == HEADS:
-            ids, tokens = self._heads_ids(batch, req.truncate)
+            ids, tokens = self._heads_ids(batch, req.truncate, side)
             key, items = self._heads_work(req, ids)
         else:
             if req.head is not None or req.adapter_names is not None:
@@ -549,16 +554,18 @@ class InferenceService:
         results = await self._submit(key, items, tokens)
         return results[0] if single else results
 
-    def _heads_ids(self, batch: list, truncate: bool | None) -> tuple[list[list[int]], int]:
+    def _heads_ids(self, batch: list, truncate: bool | None, side: str) -> tuple[list[list[int]], int]:
         """Token ids of each input (str or (text, pair)), tokenized once here as for the other tasks: the
         worker only pads them. An input over max_input_length -> 413 without truncate, else the tokenizer's
-        own truncation (pairs: longest first) of that input."""
+        own truncation (pairs: longest first) of that input, keeping its start (side "right") or its end
+        ("left")."""
         ids = self.tokenizer(batch)["input_ids"]
         tokens = self._check_lengths([len(x) for x in ids], truncate)
         limit = self.max_input_length
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
-            cut = self.tokenizer([batch[i] for i in long], truncation=True, max_length=limit)["input_ids"]
+            cut = self._side_tokenizer(side)([batch[i] for i in long], truncation=True, max_length=limit)
+            cut = cut["input_ids"]
             for i, x in zip(long, cut):
                 ids[i] = x
         return ids, tokens
