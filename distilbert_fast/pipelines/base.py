@@ -229,16 +229,9 @@ class Pipeline:
         return self.tokenizer(texts, **kwargs)
 
     def _side_tokenizer(self, side: str):
-        """A copy of the tokenizer that truncates on `side` (made once): the tokenizer's truncation side is
-        its own state, and flipping it for one call would race with other threads using the tokenizer."""
-        tokenizers = self.__dict__.setdefault("_side_tokenizers", {})
-        if side not in tokenizers:
-            import copy
+        from ..tokenization.tokenizer import truncating_on
 
-            tok = copy.deepcopy(self.tokenizer)
-            tok.truncation_side = side
-            tokenizers[side] = tok
-        return tokenizers[side]
+        return truncating_on(self.tokenizer, side, self.__dict__.setdefault("_side_tokenizers", {}))
 
     def _with_tokenizer(self, tokenizer) -> Pipeline:
         """This pipeline, tokenizing with `tokenizer` (a shallow copy: model and settings shared)."""

@@ -18,7 +18,6 @@ ids that serve/multihead.py pads and runs through the model's multi-head forward
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import time
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from ..pipelines import PipelineInputError, pipeline
+from ..tokenization.tokenizer import truncating_on
 from . import schemas
 from .batcher import BatcherClosed, DynamicBatcher
 from .config import ServeConfig
@@ -154,6 +154,7 @@ class InferenceService:
         # one pipeline call may hold a whole batch: every request's inputs, sorted and packed by the pipeline
         batch_size = config.max_batch_requests * config.max_client_batch_size
         self.tokenizer = DistilBertTokenizer.from_pretrained(model_dir)  # the event loop's own
+        self._side_tokenizers: dict = {}  # its copies truncating on the other side (heads requests)
         self.pipe = self.runner = None
         if self.task == HEADS:
             from ..heads import DistilBertModelWithHeads
@@ -441,17 +442,6 @@ class InferenceService:
         """TEI's truncation_direction ("right"/"Right", "left"/"Left") -> the pipeline's truncation_side."""
         return direction.lower()
 
-    def _side_tokenizer(self, side: str):
-        """The event loop's tokenizer truncating on `side` (the heads path; the pipelines keep their own): a
-        copy made once, as the side is tokenizer state that other requests must not see flipped."""
-        if side == self.tokenizer.truncation_side:
-            return self.tokenizer
-        tokenizers = self.__dict__.setdefault("_side_tokenizers", {})
-        if side not in tokenizers:
-            tokenizers[side] = copy.deepcopy(self.tokenizer)
-            tokenizers[side].truncation_side = side
-        return tokenizers[side]
-
     def _prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
         if prompt_name is None:
             return texts
@@ -564,8 +554,8 @@ class InferenceService:
         limit = self.max_input_length
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
-            cut = self._side_tokenizer(side)([batch[i] for i in long], truncation=True, max_length=limit)
-            cut = cut["input_ids"]
+            tok = truncating_on(self.tokenizer, side, self._side_tokenizers)
+            cut = tok([batch[i] for i in long], truncation=True, max_length=limit)["input_ids"]
             for i, x in zip(long, cut):
                 ids[i] = x
         return ids, tokens

@@ -231,3 +231,18 @@ class DistilBertTokenizer(EncodingMixin, PaddingMixin, DecodingMixin, Vocabulary
 
 
 DistilBertTokenizerFast = DistilBertTokenizer  # transformers 5: the same class
+
+
+def truncating_on(tokenizer, side: str, copies: dict):
+    """`tokenizer` if it truncates on `side`, else a copy that does, made once and kept in `copies`: the
+    truncation side is tokenizer state, and flipping it for one call would race with other threads using the
+    tokenizer (a server's event loop, a pipeline shared between threads)."""
+    if side == tokenizer.truncation_side:
+        return tokenizer
+    if side not in copies:
+        import copy
+
+        tok = copy.deepcopy(tokenizer)
+        tok.truncation_side = side
+        copies[side] = tok
+    return copies[side]
