@@ -50,6 +50,16 @@ TORCH_LIBRARY(distilbert_fast, m) {
   m.def(
       "int8_epilogue_add_ln_out(Tensor acc, Tensor x_scale, Tensor? bias, Tensor residual, Tensor ln_weight, "
       "Tensor ln_bias, float eps, Tensor(a!) y, Tensor(b!)? q, Tensor(c!)? scale) -> ()");
+  // the int8 GEMM with its epilogue fused (int8_gemm.cpp); packed: int8_gemm_pack's (packed, comp)
+  m.def("int8_gemm_available() -> bool", &int8_gemm_available_cpu);
+  m.def("int8_gemm_pack(Tensor weight) -> (Tensor, Tensor)");
+  m.def(
+      "int8_gemm_out(Tensor q, Tensor x_scale, Tensor packed, Tensor comp, Tensor w_scale, Tensor? bias, str act, "
+      "Tensor(a!)? y, Tensor(b!)? q_out, Tensor(c!)? scale, ScalarType? rows_dtype=None) -> ()");
+  m.def(
+      "int8_gemm_add_ln_out(Tensor q, Tensor x_scale, Tensor packed, Tensor comp, Tensor w_scale, Tensor? bias, "
+      "Tensor residual, Tensor ln_weight, Tensor ln_bias, float eps, Tensor(a!) y, Tensor(b!)? q_out, "
+      "Tensor(c!)? scale) -> ()");
   m.def("weights_fingerprint(Tensor[] tensors, int samples) -> int", &weights_fingerprint_cpu);
   // fp32 GEMM on a weight packed once by MKL (mkl_gemm.cpp); packed is an opaque uint8 buffer.
   m.def("mkl_sgemm_available() -> bool", &mkl_sgemm_available_cpu);
@@ -68,6 +78,9 @@ TORCH_LIBRARY_IMPL(distilbert_fast, CPU, m) {
   m.impl("int8_epilogue", &int8_epilogue_cpu);
   m.impl("int8_epilogue_out", &int8_epilogue_out_cpu);
   m.impl("int8_epilogue_add_ln_out", &int8_epilogue_add_ln_out_cpu);
+  m.impl("int8_gemm_pack", &int8_gemm_pack_cpu);
+  m.impl("int8_gemm_out", &int8_gemm_out_cpu);
+  m.impl("int8_gemm_add_ln_out", &int8_gemm_add_ln_out_cpu);
   m.impl("mkl_sgemm_pack", &mkl_sgemm_pack_cpu);
   m.impl("mkl_sgemm_packed", &mkl_sgemm_packed_cpu);
 }

@@ -39,3 +39,19 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
 void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
                            c10::string_view act, const std::optional<at::Tensor>& y, const std::optional<at::Tensor>& q,
                            const std::optional<at::Tensor>& scale, std::optional<at::ScalarType> rows_dtype);
+
+// The int8 GEMM with its epilogue fused (int8_gemm.cpp, AVX-512 VNNI): q (M, K) uint8 rows (q + 128) with
+// per-row x_scale times a weight packed by int8_gemm_pack ((packed, comp)), w_scale (N,) per output column;
+// then int8_epilogue_out's / int8_epilogue_add_ln_out's row epilogue, equal to the oneDNN GEMM + those ops bit
+// for bit. int8_gemm_available(): whether this build has the kernel (the launchers refuse otherwise).
+bool int8_gemm_available_cpu();
+std::tuple<at::Tensor, at::Tensor> int8_gemm_pack_cpu(const at::Tensor& weight);
+void int8_gemm_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, const at::Tensor& packed,
+                       const at::Tensor& comp, const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
+                       c10::string_view act, const std::optional<at::Tensor>& y, const std::optional<at::Tensor>& q_out,
+                       const std::optional<at::Tensor>& scale, std::optional<at::ScalarType> rows_dtype);
+void int8_gemm_add_ln_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, const at::Tensor& packed,
+                              const at::Tensor& comp, const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
+                              const at::Tensor& residual, const at::Tensor& ln_weight, const at::Tensor& ln_bias,
+                              double eps, const at::Tensor& y, const std::optional<at::Tensor>& q_out,
+                              const std::optional<at::Tensor>& scale);

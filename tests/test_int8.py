@@ -1,5 +1,6 @@
 """int8 path: each fused C++ quantizing kernel vs the PyTorch reference (ops/int8/reference.py), the oneDNN
-GEMM vs exact integer math, and whole quantized models (cpp vs the torch reference, vs fp32)."""
+GEMM vs exact integer math, the VNNI GEMM with its fused epilogue vs the oneDNN GEMM + epilogue ops (bit for
+bit), and whole quantized models (cpp vs the torch reference, vs fp32)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from distilbert_fast.ops.int8 import cpp as C
 from distilbert_fast.ops.int8 import reference as R
 
 needs_cpp = pytest.mark.skipif(not C.available(), reason="C++ int8 kernels not built")
+needs_vnni = pytest.mark.skipif(
+    not (C.available() and C.vnni_available()), reason="no VNNI int8 GEMM in this build"
+)
 DTYPES = (torch.float32, torch.bfloat16)
 ROWS = (1, 33, 257, 512)
 
@@ -128,7 +132,7 @@ def test_onednn_gemm_is_exact_integer_math(n):
     lin.register_buffer("weight_int8", q_w)
     lin.register_buffer("weight_scale", s_w)
     qx, xs = R.quantize_rows(torch.randn(n, 96))
-    p = C.PackedInt8([lin])
+    p = C.PackedInt8([lin], kind="onednn")
     got = p.gemm(qx)
     ref = R.int_matmul(qx, q_w).float() * s_w
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
@@ -253,7 +257,7 @@ def test_chunked_gemm_epilogue_matches_one_call(n, monkeypatch):
     q_w, s_w = R.quantize_weight(lin.weight)
     lin.register_buffer("weight_int8", q_w)
     lin.register_buffer("weight_scale", s_w)
-    p = C.PackedInt8([lin])
+    p = C.PackedInt8([lin], kind="onednn")
     qx, xs = C.quantize_rows(torch.randn(n, 96))
     whole = C.epilogue(p.gemm(qx), xs, p.bias, "gelu", torch.float32, True)
     monkeypatch.setattr(C, "CHUNK_ROWS", 100)
@@ -282,10 +286,11 @@ def test_unstored_ffn_activation_is_refused_anywhere_but_its_gemm():
 
 
 @needs_cpp
+@pytest.mark.parametrize("kind", ["onednn", pytest.param("vnni", marks=needs_vnni)])
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", (1, 33, 257, 1100))
-def test_gemm_add_layer_norm_equals_the_two_steps(n, dtype, quantize, monkeypatch):
+def test_gemm_add_layer_norm_equals_the_two_steps(n, dtype, quantize, kind, monkeypatch):
     """The out-projection / FFN-output GEMM + epilogue fused with the residual LayerNorm (one pass per row
     chunk, int8_epilogue_add_ln_out) == int8_epilogue then add_layer_norm(_quant), bit for bit, chunked or
     not; a residual with a row stride works."""
@@ -299,10 +304,10 @@ def test_gemm_add_layer_norm_equals_the_two_steps(n, dtype, quantize, monkeypatc
     q_w, s_w = R.quantize_weight(lin.weight)
     lin.register_buffer("weight_int8", q_w)
     lin.register_buffer("weight_scale", s_w)
-    p = C.PackedInt8([lin])
+    p = C.PackedInt8([lin], kind=kind)
     qx, xs = C.quantize_rows(torch.randn(n, 96))
     residual = torch.randn(n, 2 * 80).to(dtype)[:, 5:85]  # row stride 160
-    y0 = C.epilogue(p.gemm(qx), xs, p.bias, None, dtype, False)[0]
+    y0 = C.epilogue(C.PackedInt8([lin], kind="onednn").gemm(qx), xs, p.bias, None, dtype, False)[0]
     if quantize:
         want = C.add_layer_norm_quant(y0, residual, ln.weight, ln.bias, ln.eps)
     else:
@@ -311,13 +316,14 @@ def test_gemm_add_layer_norm_equals_the_two_steps(n, dtype, quantize, monkeypatc
     got = C.gemm_add_layer_norm(p, qx, xs, residual, ln, quantize)
     for a, b in zip(got, want):
         assert (a is None and b is None) or torch.equal(a, b)
-    with pytest.raises(RuntimeError, match="residual must have acc's shape"):
+    with pytest.raises(RuntimeError, match="residual must have"):
         C.gemm_add_layer_norm(p, qx, xs, residual[:, :79], ln, quantize)
 
 
 @needs_cpp
+@pytest.mark.parametrize("kind", ["onednn", pytest.param("vnni", marks=needs_vnni)])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_quantized_model_fused_residual_layer_norm_changes_no_bit(dtype, tmp_path):
+def test_quantized_model_fused_residual_layer_norm_changes_no_bit(dtype, kind, tmp_path, monkeypatch):
     """The int8 model with the fused GEMM + residual LayerNorm == the same model through the two separate ops."""
     import dataclasses
 
@@ -325,6 +331,7 @@ def test_quantized_model_fused_residual_layer_norm_changes_no_bit(dtype, tmp_pat
 
     from distilbert_fast.modeling import DistilBertPreTrainedModel
 
+    monkeypatch.setenv(C.GEMM_ENV, kind)
     hf_model("DistilBertForSequenceClassification", seed=3).save_pretrained(tmp_path)
     model = dbf.DistilBertForSequenceClassification.from_pretrained(tmp_path, quantize="int8", dtype=dtype)
     ids, mask = make_inputs("DistilBertModel", 3, 40, seed=2)
@@ -339,3 +346,110 @@ def test_quantized_model_fused_residual_layer_norm_changes_no_bit(dtype, tmp_pat
     assert torch.equal(fused.logits, two_steps.logits)
     for a, b in zip(fused.hidden_states, two_steps.hidden_states):
         assert torch.equal(a, b)
+
+
+# --- the VNNI GEMM with its epilogue fused (csrc/int8_gemm.cpp) -------------------------------------------------
+def _quantized_linear(k, n, seed):
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(k, n)
+    q_w, s_w = R.quantize_weight(lin.weight)
+    lin.register_buffer("weight_int8", q_w)
+    lin.register_buffer("weight_scale", s_w)
+    return lin
+
+
+@needs_vnni
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [None, "gelu", "gelu_new", "relu", "silu"])
+@pytest.mark.parametrize(
+    "m,k,n",
+    [
+        (1, 96, 80),
+        (5, 100, 130),
+        (33, 100, 64 * 3 + 7),
+        (97, 64, 64),
+        (257, 768, 77),
+        (512, 4, 256),
+        (1100, 96, 80),
+    ],
+)
+def test_vnni_gemm_equals_onednn_gemm_plus_epilogue(m, k, n, act, dtype):
+    """Every row count (the 6-row tile's tails; under and over the few-rows column split and the 48-row
+    blocks), n not a multiple of 64 (the padded column block): y, q and scale equal the oneDNN GEMM followed
+    by the epilogue op, bit for bit, stored y or not."""
+    lin = _quantized_linear(k, n, seed=m + k + n)
+    ref_p, p = C.PackedInt8([lin], kind="onednn"), C.PackedInt8([lin], kind="vnni")
+    assert p.kind == "vnni"
+    qx, xs = C.quantize_rows(torch.randn(m, k) * 3)
+    want_quant = act is not None
+    want = C.epilogue(ref_p.gemm(qx), xs, lin.bias.detach(), act, dtype, want_quant)
+    got = C.gemm_epilogue(p, qx, xs, act, dtype, want_quant)
+    for a, b in zip(got, want):
+        assert (a is None and b is None) or torch.equal(a, b)
+    if want_quant:  # not stored: only the quantized rows
+        none, q2, s2 = C.gemm_epilogue(p, qx, xs, act, dtype, True, keep_y=False)
+        assert none is None and torch.equal(q2, want[1]) and torch.equal(s2, want[2])
+
+
+@needs_vnni
+def test_vnni_gemm_exact_integer_math_at_the_int8_extremes():
+    """All-(-127) weights times all-255 rows (the largest |sum| per k) and a zero row: exact against the int32
+    reference (no overflow of the zero-point compensation), a zero row's output is the bias."""
+    k, n = 3072, 70
+    lin = torch.nn.Linear(k, n)
+    lin.register_buffer("weight_int8", torch.full((n, k), -127, dtype=torch.int8))
+    lin.register_buffer("weight_scale", torch.full((n,), 1e-3))
+    qx = torch.full((3, k), 255, dtype=torch.uint8)
+    qx[1] = 128  # the zero row
+    xs = torch.ones(3)
+    got, _, _ = C.gemm_epilogue(C.PackedInt8([lin], kind="vnni"), qx, xs, None, torch.float32, False)
+    ref = R.int_matmul(qx, lin.weight_int8).float() * lin.weight_scale + lin.bias.detach()
+    assert torch.equal(got, ref)
+    assert torch.equal(got[1], lin.bias.detach())
+
+
+@needs_vnni
+def test_vnni_gemm_names_bad_arguments():
+    lin = _quantized_linear(96, 80, seed=0)
+    p = C.PackedInt8([lin], kind="vnni")
+    qx, xs = C.quantize_rows(torch.randn(4, 96))
+    y = torch.empty(4, 80)
+    op = torch.ops.distilbert_fast.int8_gemm_out
+    with pytest.raises(
+        RuntimeError, match="int8_gemm_out: packed must come from int8_gemm_pack of a weight with 95"
+    ):
+        op(qx[:, :95].contiguous(), xs, p.packed, p.comp, p.w_scale, p.bias, "none", y, None, None)
+    with pytest.raises(
+        RuntimeError, match="int8_gemm_out: x_scale must be a float32 tensor of shape \\(4,\\)"
+    ):
+        op(qx, xs[:3], p.packed, p.comp, p.w_scale, p.bias, "none", y, None, None)
+    with pytest.raises(RuntimeError, match="int8_gemm_out: w_scale must be"):
+        op(qx, xs, p.packed, p.comp, p.w_scale[:10], p.bias, "none", y, None, None)
+    with pytest.raises(RuntimeError, match="int8_gemm_out: comp must be"):
+        op(qx, xs, p.packed, p.comp[:64], p.w_scale, p.bias, "none", y, None, None)
+    with pytest.raises(
+        RuntimeError, match="int8_gemm_out: y must be a contiguous float32 or bfloat16 tensor of shape"
+    ):
+        op(qx, xs, p.packed, p.comp, p.w_scale, p.bias, "none", torch.empty(4, 81), None, None)
+    with pytest.raises(RuntimeError, match="int8_gemm_out: act must be one of"):
+        op(qx, xs, p.packed, p.comp, p.w_scale, p.bias, "tanh", y, None, None)
+    with pytest.raises(RuntimeError, match="int8_gemm_out: q must be a contiguous 2-D uint8 tensor"):
+        op(qx.to(torch.int8), xs, p.packed, p.comp, p.w_scale, p.bias, "none", y, None, None)
+    with pytest.raises(RuntimeError, match="int8_gemm_pack: weight must be a non-empty 2-D int8 tensor"):
+        torch.ops.distilbert_fast.int8_gemm_pack(torch.zeros(3, 4))
+    with pytest.raises(RuntimeError, match="int8_gemm_pack: in_features must be a multiple of 4, got 99"):
+        torch.ops.distilbert_fast.int8_gemm_pack(torch.zeros(3, 99, dtype=torch.int8))
+    # such a weight stays on oneDNN
+    assert C.PackedInt8([_quantized_linear(99, 8, seed=1)], kind="vnni").kind == "onednn"
+
+
+def test_int8_gemm_kind_env(monkeypatch):
+    monkeypatch.setenv(C.GEMM_ENV, "fast")
+    with pytest.raises(
+        ValueError, match="DISTILBERT_FAST_INT8_GEMM must be one of auto, vnni, onednn, got 'fast'"
+    ):
+        C.gemm_kind()
+    monkeypatch.setenv(C.GEMM_ENV, "onednn")
+    assert C.gemm_kind() == "onednn"
+    monkeypatch.setenv(C.GEMM_ENV, "auto")
+    assert C.gemm_kind() == ("vnni" if C.vnni_available() and not C._has_amx_int8() else "onednn")

@@ -82,7 +82,17 @@ def march() -> str:
 
 
 def cxx_flags(arch: str | None = None) -> list[str]:
-    return ["-O3", "-std=c++17", f"-march={arch or march()}", "-fopenmp", "-DAT_PARALLEL_OPENMP=1"]
+    # -ffp-contract=off: a multiply and an add written apart stay two roundings (explicit vfma intrinsics are
+    # still fused). GCC's default (fast) fuses them or not depending on what got inlined where, so the same
+    # row code compiled into two kernels could differ by an ulp; off, it is the reference's arithmetic.
+    return [
+        "-O3",
+        "-std=c++17",
+        f"-march={arch or march()}",
+        "-ffp-contract=off",
+        "-fopenmp",
+        "-DAT_PARALLEL_OPENMP=1",
+    ]
 
 
 LDFLAGS = ["-fopenmp"]

@@ -1,15 +1,24 @@
-"""The int8 path of the cpp backend: fused C++ quantizing kernels (csrc/quantize.cpp) + oneDNN u8s8 GEMMs.
+"""The int8 path of the cpp backend: fused C++ quantizing kernels (csrc/quantize.cpp) + u8s8 GEMMs.
 
-GEMM: `onednn::qlinear_pointwise` (aten/src/ATen/native/quantized/cpu/qlinear.cpp) on the weight prepacked
+Two GEMMs, chosen per packed weight (`gemm_kind`; env DISTILBERT_FAST_INT8_GEMM = auto | vnni | onednn):
+- "vnni" (auto where the CPU lacks AMX-INT8): our AVX-512 VNNI kernel with the epilogue fused
+  (csrc/int8_gemm.cpp): each block of rows gets its epilogue while the GEMM output is still in L2, the same
+  row code and bits as the oneDNN path below. Weights with in_features not a multiple of 4 stay on oneDNN.
+- "onednn" (auto on AMX-INT8 CPUs, whose tile instructions oneDNN uses at several times VPDPBUSD's rate):
+  `onednn::qlinear_pointwise` (aten/src/ATen/native/quantized/cpu/qlinear.cpp) on the weight prepacked
 once by `onednn::qlinear_prepack`, with activation scale 1 and zero point 128, per-channel weight scales,
-no bias and fp32 output: it returns int32 sum * w_scale[n]. oneDNN takes one scale per activation tensor,
-so the per-token scale, the bias and the activation are applied by our epilogue (int8_epilogue), which also
-quantizes the rows again when the next GEMM reads them. Measured on the 2-core Xeon (VNNI, no AMX):
-a u8 source runs ~3x the fp32 prepacked GEMM rate, an s8 source falls to a reference kernel (minutes),
-and an activation scale != 1 with a float bias was ~40x slower (the bias is requantized per call).
+  no bias and fp32 output: it returns int32 sum * w_scale[n]. oneDNN takes one scale per activation tensor,
+  so the per-token scale, the bias and the activation are applied by our epilogue (int8_epilogue), which
+  also quantizes the rows again when the next GEMM reads them; the GEMM runs on row chunks (CHUNK_ROWS) so
+  that its output is re-read from cache. Measured on the 2-core Xeon (VNNI, no AMX): a u8 source runs ~3x
+  the fp32 prepacked GEMM rate, an s8 source falls to a reference kernel (minutes), and an activation scale
+  != 1 with a float bias was ~40x slower (the bias is requantized per call).
 """
 
 from __future__ import annotations
+
+import functools
+import os
 
 import torch
 
@@ -33,17 +42,56 @@ def available() -> bool:
     )
 
 
+GEMM_ENV = "DISTILBERT_FAST_INT8_GEMM"
+GEMM_KINDS = ("auto", "vnni", "onednn")
+
+
+def vnni_available() -> bool:
+    """Whether this build of the C++ kernels has the VNNI int8 GEMM (an AVX-512 VNNI -march)."""
+    op = getattr(getattr(torch.ops, NS), "int8_gemm_available", None)
+    return op is not None and bool(op())
+
+
+def gemm_kind() -> str:
+    """The int8 GEMM new packed weights use: env DISTILBERT_FAST_INT8_GEMM, auto -> "vnni" unless the CPU has
+    AMX-INT8 (or the build lacks the kernel), else "onednn"."""
+    want = os.environ.get(GEMM_ENV, "auto")
+    if want not in GEMM_KINDS:
+        raise ValueError(f"{GEMM_ENV} must be one of {', '.join(GEMM_KINDS)}, got {want!r}")
+    if want == "vnni" and not vnni_available():
+        raise RuntimeError(
+            f"{GEMM_ENV}=vnni: this build of the C++ kernels has no AVX-512 VNNI int8 GEMM (built for a CPU without it)"
+        )
+    if want == "auto":
+        want = "vnni" if vnni_available() and not _has_amx_int8() else "onednn"
+    return want
+
+
+@functools.cache
+def _has_amx_int8() -> bool:
+    from ..build import cpu_flags
+
+    return "amx_int8" in cpu_flags()
+
+
 class PackedInt8:
-    def __init__(self, linears):
+    def __init__(self, linears, kind: str | None = None):
         w = _cat(linears, "weight_int8").contiguous()
         self.w_scale = _cat(linears, "weight_scale").float().contiguous()
-        self.w_zp = torch.zeros(w.shape[0], dtype=torch.int64)
         b = _cat(linears, "bias")
         self.bias = None if b is None else b.detach().float().contiguous()
-        self.weight = torch.ops.onednn.qlinear_prepack(w, None)
         self.out_features = w.shape[0]
+        self.kind = kind or gemm_kind()
+        if w.shape[1] % 4:  # the VNNI kernel takes k in groups of 4 (every DistilBERT width is a multiple)
+            self.kind = "onednn"
+        if self.kind == "vnni":
+            self.packed, self.comp = _op("int8_gemm_pack")(w)
+        else:
+            self.w_zp = torch.zeros(w.shape[0], dtype=torch.int64)
+            self.weight = torch.ops.onednn.qlinear_prepack(w, None)
 
     def gemm(self, q: torch.Tensor) -> torch.Tensor:
+        """oneDNN's fp32 output (int32 sum * w_scale), the input of the epilogue ops ("onednn" kind only)."""
         return torch.ops.onednn.qlinear_pointwise(
             q, 1.0, 128, self.weight, self.w_scale, self.w_zp, None, 1.0, 0, torch.float32, "none", [], ""
         )
@@ -117,11 +165,15 @@ def gemm_epilogue(p: PackedInt8, q, s, act, out_dtype, want_quant, keep_y=True):
     want_quant: (y, q2, s2); q2 and s2 are not meant to be used otherwise. keep_y=False (with want_quant): y is
     not stored (None), only its quantized rows (those of y in out_dtype)."""
     M = q.shape[0]
+    rows_dtype = None if keep_y else out_dtype
+    if p.kind == "vnni":  # one call: the kernel blocks the rows itself
+        y, q2, s2 = _outputs(M, p.out_features, out_dtype, keep_y, want_quant)
+        _op("int8_gemm_out")(q, s, p.packed, p.comp, p.w_scale, p.bias, act or "none", y, q2, s2, rows_dtype)
+        return y, q2, s2
     if keep_y and M <= 2 * CHUNK_ROWS:
         return epilogue(p.gemm(q), s, p.bias, act, out_dtype, want_quant)
     y, q2, s2 = _outputs(M, p.out_features, out_dtype, keep_y, want_quant)
     op, act = _op("int8_epilogue_out"), act or "none"
-    rows_dtype = None if keep_y else out_dtype
     for r, e in _chunks(M):
         op(p.gemm(q[r:e]), s[r:e], p.bias, act, _rows(y, r, e), _rows(q2, r, e), _rows(s2, r, e), rows_dtype)
     return y, q2, s2
@@ -132,6 +184,11 @@ def gemm_add_layer_norm(p: PackedInt8, q, s, residual, ln, want_quant):
     want_quant: (y, q2, s2). One pass per row chunk: the GEMM's output rows never go to memory."""
     M = q.shape[0]
     y, q2, s2 = _outputs(M, p.out_features, residual.dtype, True, want_quant)
+    if p.kind == "vnni":
+        _op("int8_gemm_add_ln_out")(
+            q, s, p.packed, p.comp, p.w_scale, p.bias, residual, ln.weight, ln.bias, float(ln.eps), y, q2, s2
+        )
+        return y, q2, s2
     op = _op("int8_epilogue_add_ln_out")
     for r, e in _chunks(M):
         op(
