@@ -3,8 +3,11 @@
 fp32 oneDNN prepacked  mkldnn::_linear_pointwise (the cpp backend's fp32 GEMM)
 u8s8 oneDNN            onednn::qlinear_pointwise as ops/int8/cpp.py calls it (x scale 1, zero point 128,
                        per-channel w scales, fp32 out): the int8 ceiling this path can reach
-u8s8 + epilogue        the same plus the epilogue (x scale, bias, GELU, re-quantize) as the model runs it
-                       (ops/int8/cpp.py gemm_epilogue: row chunks of CHUNK_ROWS above 2 * CHUNK_ROWS rows)
+u8s8 + epilogue        the same plus the epilogue (x scale, bias, GELU, re-quantize) as the model runs it on
+                       oneDNN (ops/int8/cpp.py gemm_epilogue, kind "onednn": row chunks of CHUNK_ROWS above
+                       2 * CHUNK_ROWS rows)
+VNNI fused             our AVX-512 VNNI GEMM with the same epilogue fused (csrc/int8_gemm.cpp, kind "vnni",
+                       the default without AMX-INT8); "-" where this build has no VNNI kernel
 FBGEMM dynamic int8    torch.ao quantize_dynamic's nn.Linear (quantizes its input per call)
 
   .venv/bin/python bench/bench_int8_gemm.py [--rounds 5] [--m 4096]
@@ -36,8 +39,12 @@ def main(argv=None) -> int:
     cpp.keep_freed_memory()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| M x K x N | fp32 oneDNN | u8s8 oneDNN | u8s8 + epilogue | FBGEMM dynamic int8 | u8s8 / fp32 |")
-    print("|---|---|---|---|---|---|")
+    vnni = C.vnni_available()
+    print(
+        "| M x K x N | fp32 oneDNN | u8s8 oneDNN | u8s8 oneDNN + epilogue | VNNI fused (ours) | FBGEMM dynamic int8 "
+        "| u8s8 / fp32 | VNNI fused / oneDNN + epilogue |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for K, N, act in ((768, 2304, None), (768, 3072, "gelu"), (3072, 768, None)):
         torch.manual_seed(0)
         M = args.m
@@ -46,7 +53,8 @@ def main(argv=None) -> int:
         q_w, s_w = R.quantize_weight(lin.weight)
         lin.register_buffer("weight_int8", q_w)
         lin.register_buffer("weight_scale", s_w)
-        packed = C.PackedInt8([lin])
+        packed = C.PackedInt8([lin], kind="onednn")
+        packed_vnni = C.PackedInt8([lin], kind="vnni") if vnni else None
         w32 = torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach(), 512)
         qx, xs = C.quantize_rows(x)
         with warnings.catch_warnings():
@@ -59,8 +67,11 @@ def main(argv=None) -> int:
             "fp32": lambda: torch.ops.mkldnn._linear_pointwise(x, w32, b, "none", [], None),
             "u8s8": lambda: packed.gemm(qx),
             "u8s8+epi": lambda: C.gemm_epilogue(packed, qx, xs, act, torch.float32, act is not None),
+            "vnni": lambda: C.gemm_epilogue(packed_vnni, qx, xs, act, torch.float32, act is not None),
             "fbgemm": lambda: dyn(x),
         }
+        if not vnni:
+            del fns["vnni"]
         best = dict.fromkeys(fns, float("inf"))
         with torch.inference_mode():
             for f in fns.values():
@@ -72,9 +83,11 @@ def main(argv=None) -> int:
                     best[k] = min(best[k], time.perf_counter() - t)
         gop = 2 * M * K * N / 1e9
         r = {k: gop / v for k, v in best.items()}
+        v_rate = f"{r['vnni']:.0f}" if vnni else "-"
+        v_ratio = f"{r['vnni'] / r['u8s8+epi']:.2f}x" if vnni else "-"
         print(
-            f"| {M}x{K}x{N} | {r['fp32']:.0f} | {r['u8s8']:.0f} | {r['u8s8+epi']:.0f} | {r['fbgemm']:.0f} | "
-            f"{r['u8s8'] / r['fp32']:.2f}x |",
+            f"| {M}x{K}x{N} | {r['fp32']:.0f} | {r['u8s8']:.0f} | {r['u8s8+epi']:.0f} | {v_rate} | {r['fbgemm']:.0f} | "
+            f"{r['u8s8'] / r['fp32']:.2f}x | {v_ratio} |",
             flush=True,
         )
     print("(GOP/s: 2*M*K*N per call / best time)")
