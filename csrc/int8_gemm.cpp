@@ -17,13 +17,14 @@
 //
 // Register tile: MR = 6 rows x 64 columns = 24 int32 accumulators; per 4 k: 4 weight vectors loaded, one
 // 4-byte broadcast per row, 24 VPDPBUSD (the instruction's throughput bound). Loops: each thread takes a
-// contiguous range of rows, in blocks of MB rows; a block runs every column block (the weight streams from
-// L2/L3 once per block) and then its rows' epilogue. Measured on the 2-core Xeon (VNNI, no AMX), raw GEMM
-// without epilogue, GOP/s vs oneDNN's prepacked u8s8: 512x768x2304 1,335 vs 1,349; 512x3072x768 1,379 vs
-// 1,382; 4096x768x3072 1,290 vs 1,212; 128x768x3072 1,260 vs 1,279 (bench/RESULTS_ops.md).
+// contiguous range of rows, in blocks (block_rows); a block runs every column block (the weight streams from
+// L2/L3 once per block) and then its rows' epilogue. Measured on the 2-core Xeon (VNNI, no AMX), the tile
+// alone (no epilogue) vs oneDNN's prepacked u8s8, GOP/s: 512x768x2304 1,335 vs 1,349; 512x3072x768 1,379 vs
+// 1,382; 4096x768x3072 1,290 vs 1,212; 128x768x3072 1,260 vs 1,279. With the epilogues: bench/RESULTS_ops.md.
 // Few rows (M < kSmallM): the weight streaming dominates, so the threads split the columns instead, into a
 // shared buffer, and the rows' epilogues follow in a second parallel pass.
 // Where the CPU has AMX-INT8 (tile instructions, several times VPDPBUSD's rate) ops/int8/cpp.py keeps oneDNN.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -42,7 +43,16 @@ namespace {
 
 constexpr int64_t kNB = 64;       // output columns per packed block (4 vectors)
 constexpr int kMR = 6;            // rows per register tile
-constexpr int64_t kMB = 8 * kMR;  // rows per block: 48 x 3072 fp32 = 590 KB of GEMM output, in L2
+// Rows per block: as many as keep the block's fp32 GEMM output within kBlockBytes (in L2 with the weight panel
+// and the rows: 1 MB is Zen 4's L2, 2 MB this Xeon's), at most kMaxMB: each block streams the whole weight from
+// L2/L3 once, so taller blocks stream it less often. Measured on the Xeon (4096 rows, 6 distinct weights as in a
+// forward, ms per GEMM + epilogue, 48 / 84-108 / 240-row blocks): QKV 13.5 / 13.3 / 13.7, FFN-in + GELU 18.7 /
+// 18.4 / 18.4, FFN-out 15.4 / 14.7 / 14.4: within 2-7%, the budget rule picks 108 / 84 / 240.
+constexpr int64_t kBlockBytes = 1 << 20;
+constexpr int64_t kMaxMB = 40 * kMR;
+DBF_INLINE int64_t block_rows(int64_t ldo) {
+  return std::clamp<int64_t>(kBlockBytes / (ldo * static_cast<int64_t>(sizeof(float))) / kMR * kMR, kMR, kMaxMB);
+}
 constexpr int64_t kSmallM = 256;
 
 // One buffer per thread and slot, kept across calls (OpenMP threads persist): no allocation per call.
@@ -73,6 +83,7 @@ __attribute__((noinline)) void tile_sums(const uint8_t* a, int64_t lda, const in
   const __m512i z = _mm512_setzero_si512();
   __m512i c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z, c20 = z, c21 = z, c22 = z, c23 = z,
           c30 = z, c31 = z, c32 = z, c33 = z, c40 = z, c41 = z, c42 = z, c43 = z, c50 = z, c51 = z, c52 = z, c53 = z;
+#pragma GCC unroll 2
   for (int64_t k = 0; k < K; k += 4) {  // one group of 4 k: 4 weight vectors, one 4-byte broadcast per row
     const int8_t* bk = b + k * kNB;
     const __m512i b0 = _mm512_loadu_si512(bk), b1 = _mm512_loadu_si512(bk + 64);
@@ -158,13 +169,13 @@ void gemm_rows(const uint8_t* a, int64_t M, const Packed& p, const Finish& finis
     return;
   }
   // thread t: rows [t * per, (t + 1) * per), per a multiple of kMR (the last thread takes what is left)
-  const int64_t per = ((M + nt - 1) / nt + kMR - 1) / kMR * kMR;
+  const int64_t per = ((M + nt - 1) / nt + kMR - 1) / kMR * kMR, MB = block_rows(ldo);
   at::parallel_for(0, nt, 1, [&](int64_t t0, int64_t t1) {
-    float* buf = thread_scratch<float, 0>(kMB * ldo);
+    float* buf = thread_scratch<float, 0>(MB * ldo);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = std::min(M, t * per), r1 = t + 1 == nt ? M : std::min(M, (t + 1) * per);
-      for (int64_t m0 = r0; m0 < r1; m0 += kMB) {
-        const int64_t m1 = std::min(r1, m0 + kMB);
+      for (int64_t m0 = r0; m0 < r1; m0 += MB) {
+        const int64_t m1 = std::min(r1, m0 + MB);
         gemm_block(a, m0, m1, 0, p.NB, p, buf, ldo);
         for (int64_t m = m0; m < m1; ++m) finish(m, buf + (m - m0) * ldo);
       }
