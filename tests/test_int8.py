@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import distilbert_fast as dbf
 from distilbert_fast.ops import int8
@@ -453,3 +455,26 @@ def test_int8_gemm_kind_env(monkeypatch):
     assert C.gemm_kind() == "onednn"
     monkeypatch.setenv(C.GEMM_ENV, "auto")
     assert C.gemm_kind() == ("vnni" if C.vnni_available() and not C._has_amx_int8() else "onednn")
+
+
+@needs_vnni
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(1, 300),
+    k4=st.integers(1, 40),
+    n=st.integers(1, 200),
+    act=st.sampled_from([None, "gelu", "relu"]),
+    bf16=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_vnni_gemm_property_matches_the_reference(m, k4, n, act, bf16, seed):
+    """Any shape (k a multiple of 4): the fused VNNI GEMM's y equals the reference epilogue on the exact int32
+    product, and its quantized rows equal quantize_rows of that y."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    lin = _quantized_linear(4 * k4, n, seed)
+    qx, xs = C.quantize_rows(torch.randn(m, 4 * k4) * 5)
+    y, q, s = C.gemm_epilogue(C.PackedInt8([lin], kind="vnni"), qx, xs, act, dtype, True)
+    acc = R.int_matmul(qx, lin.weight_int8).float() * lin.weight_scale
+    _close(y, R.epilogue(acc, xs, lin.bias.detach(), act, dtype, False)[0], dtype)
+    q2, s2 = R.quantize_rows(y)
+    assert torch.equal(q, q2) and torch.equal(s, s2)
