@@ -43,17 +43,18 @@ namespace {
 
 constexpr int64_t kNB = 64;       // output columns per packed block (4 vectors)
 constexpr int kMR = 6;            // rows per register tile
-// Rows per block: as many as keep the block's fp32 GEMM output within kBlockBytes (in L2 with the weight panel
-// and the rows: 1 MB is Zen 4's L2, 2 MB this Xeon's), at most kMaxMB: each block streams the whole weight from
-// L2/L3 once, so taller blocks stream it less often. Measured on the Xeon (4096 rows, 6 distinct weights as in a
-// forward, ms per GEMM + epilogue, 48 / 84-108 / 240-row blocks): QKV 13.5 / 13.3 / 13.7, FFN-in + GELU 18.7 /
-// 18.4 / 18.4, FFN-out 15.4 / 14.7 / 14.4: within 2-7%, the budget rule picks 108 / 84 / 240.
+// Rows per block: as many as keep the block's fp32 GEMM output and its uint8 input rows within kBlockBytes
+// (in L2 beside the weight panel: 1 MB is Zen 4's L2, 2 MB this Xeon's), at most kMaxMB. Each block streams the
+// whole weight from L2/L3 once, so taller blocks stream it less often. Measured on the Xeon (4096 rows, 6
+// distinct weights as in a forward, ms per GEMM + epilogue, 48 / ~96 / 240-row blocks): QKV 13.5 / 13.3 / 13.7,
+// FFN-in + GELU 18.7 / 18.4 / 18.4, FFN-out 15.4 / 14.7 / 14.4: within 2-7%. The rule gives 102 / 78 / 168.
 constexpr int64_t kBlockBytes = 1 << 20;
 constexpr int64_t kMaxMB = 40 * kMR;
-DBF_INLINE int64_t block_rows(int64_t ldo) {
-  return std::clamp<int64_t>(kBlockBytes / (ldo * static_cast<int64_t>(sizeof(float))) / kMR * kMR, kMR, kMaxMB);
+constexpr int64_t kSmallM = 256;  // fewer rows: the threads split the columns (see gemm_rows)
+DBF_INLINE int64_t block_rows(int64_t ldo, int64_t K) {
+  const int64_t row_bytes = ldo * static_cast<int64_t>(sizeof(float)) + K;
+  return std::clamp<int64_t>(kBlockBytes / row_bytes / kMR * kMR, kMR, kMaxMB);
 }
-constexpr int64_t kSmallM = 256;
 
 // One buffer per thread and slot, kept across calls (OpenMP threads persist): no allocation per call.
 template <typename T, int SLOT>
@@ -169,7 +170,7 @@ void gemm_rows(const uint8_t* a, int64_t M, const Packed& p, const Finish& finis
     return;
   }
   // thread t: rows [t * per, (t + 1) * per), per a multiple of kMR (the last thread takes what is left)
-  const int64_t per = ((M + nt - 1) / nt + kMR - 1) / kMR * kMR, MB = block_rows(ldo);
+  const int64_t per = ((M + nt - 1) / nt + kMR - 1) / kMR * kMR, MB = block_rows(ldo, p.K);
   at::parallel_for(0, nt, 1, [&](int64_t t0, int64_t t1) {
     float* buf = thread_scratch<float, 0>(MB * ldo);
     for (int64_t t = t0; t < t1; ++t) {
