@@ -478,3 +478,30 @@ def test_vnni_gemm_property_matches_the_reference(m, k4, n, act, bf16, seed):
     _close(y, R.epilogue(acc, xs, lin.bias.detach(), act, dtype, False)[0], dtype)
     q2, s2 = R.quantize_rows(y)
     assert torch.equal(q, q2) and torch.equal(s, s2)
+
+
+@needs_vnni
+def test_vnni_gemm_concurrent_callers_get_their_own_results():
+    """Two Python threads running the int8 model at once (a server's workers): each gets exactly what it gets
+    alone (the kernel's scratch buffers are per thread), in both the few-rows and the row-block regimes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _model(seed=5)
+    int8.quantize_model_(model)
+    model.set_backend("cpp")
+    torch.manual_seed(7)
+    batches = [torch.randint(0, 101, (b, 40)) for b in (1, 3, 9, 2, 8, 1)]  # 40 .. 360 rows
+    with torch.inference_mode():
+        alone = [model(ids).last_hidden_state for ids in batches]
+
+        def run(i):
+            with torch.inference_mode():
+                return [
+                    model(batches[j]).last_hidden_state for j in range(i, len(batches), 2) for _ in range(3)
+                ]
+
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(run, (0, 1)))
+    for i in (0, 1):
+        want = [alone[j] for j in range(i, len(batches), 2) for _ in range(3)]
+        assert all(torch.equal(a, b) for a, b in zip(got[i], want))
