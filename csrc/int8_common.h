@@ -141,6 +141,21 @@ inline void check_scale(const at::Tensor& s, int64_t N, const std::string& name)
               " must be a float32 tensor of shape (", N, ",), got ", s.scalar_type(), " ", s.sizes());
 }
 
+// An optional float32 bias of F elements: contiguous, or an undefined tensor when absent (see data_or_null).
+inline at::Tensor check_bias(const std::optional<at::Tensor>& bias, int64_t F, const std::string& name) {
+  return bias.has_value() && bias->defined() ? check_vec(*bias, F, at::kFloat, name.c_str()) : at::Tensor();
+}
+
+// t's data, or nullptr for an absent (undefined) tensor.
+template <typename T>
+inline T* data_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+template <typename T>
+inline T* data_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
+}
+
 // An output of shape (N, F): contiguous float32 or bfloat16.
 inline void check_y(const at::Tensor& y, int64_t N, int64_t F, const char* op) {
   check_cpu(y, (std::string(op) + ": y").c_str());

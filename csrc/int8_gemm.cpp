@@ -264,18 +264,16 @@ void int8_gemm_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, const at:
               rows);
   TORCH_CHECK(!has_y || !rows_dtype.has_value() || *rows_dtype == rows, op, ": rows_dtype (", *rows_dtype,
               ") must be y's dtype (", rows, ") when y is given");
-  const bool has_b = bias.has_value() && bias->defined();
-  at::Tensor b;
-  if (has_b) b = check_vec(*bias, N, at::kFloat, "int8_gemm_out: bias");
+  const at::Tensor b = check_bias(bias, N, "int8_gemm_out: bias");
   bool has_act;
   const Act a = parse_act(op, act, true, has_act);
   if (M == 0) return;
 #if DBF_VNNI
   const uint8_t* ap = q.data_ptr<uint8_t>();
   const float* xs = x_scale.data_ptr<float>();
-  const float* bp = has_b ? b.data_ptr<float>() : nullptr;
-  uint8_t* qp = has_q ? q_out->data_ptr<uint8_t>() : nullptr;
-  float* sp = has_q ? scale->data_ptr<float>() : nullptr;
+  const float* bp = data_or_null<float>(b);
+  uint8_t* qp = data_or_null<uint8_t>(q_out);
+  float* sp = data_or_null<float>(scale);
   dispatch_float(rows, [&](auto tag) {
     using T = decltype(tag);
     T* yp = has_y ? y_opt->data_ptr<T>() : nullptr;
@@ -307,18 +305,16 @@ void int8_gemm_add_ln_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, co
               residual.sizes(), " ", residual.scalar_type());
   const bool has_q = check_quant_out(q_out, scale, M, N, op);
   TORCH_CHECK(eps >= 0.0, op, ": eps must be >= 0, got ", eps);
-  const bool has_b = bias.has_value() && bias->defined();
-  at::Tensor b;
-  if (has_b) b = check_vec(*bias, N, at::kFloat, "int8_gemm_add_ln_out: bias");
+  const at::Tensor b = check_bias(bias, N, "int8_gemm_add_ln_out: bias");
   auto [lw, lb] = ln_params(ln_weight, ln_bias, N, y.scalar_type(), "int8_gemm_add_ln_out: ln_weight",
                             "int8_gemm_add_ln_out: ln_bias");
   if (M == 0) return;
 #if DBF_VNNI
   const uint8_t* ap = q.data_ptr<uint8_t>();
   const float* xs = x_scale.data_ptr<float>();
-  const float* bp = has_b ? b.data_ptr<float>() : nullptr;
-  uint8_t* qp = has_q ? q_out->data_ptr<uint8_t>() : nullptr;
-  float* sp = has_q ? scale->data_ptr<float>() : nullptr;
+  const float* bp = data_or_null<float>(b);
+  uint8_t* qp = data_or_null<uint8_t>(q_out);
+  float* sp = data_or_null<float>(scale);
   dispatch_float(y.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     const T* rp = residual.data_ptr<T>();

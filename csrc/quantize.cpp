@@ -200,9 +200,7 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
               "int8_epilogue_out: rows_dtype must be float32 or bfloat16, got ", rows);
   TORCH_CHECK(!has_y || !rows_dtype.has_value() || *rows_dtype == rows, "int8_epilogue_out: rows_dtype (",
               *rows_dtype, ") must be y's dtype (", rows, ") when y is given");
-  const bool has_b = bias.has_value() && bias->defined();
-  at::Tensor b;
-  if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_out: bias");
+  const at::Tensor b = check_bias(bias, F, "int8_epilogue_out: bias");
   bool has_act;
   const Act a = parse_act("int8_epilogue_out", act, true, has_act);
   if (N == 0 || F == 0) return;
@@ -212,7 +210,7 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
   dispatch_float(rows, [&](auto tag) {
     using T = decltype(tag);
     run_epilogue<T>(has_act, a, acc.data_ptr<float>(), row_stride(acc), xs.data_ptr<float>(),
-                    has_b ? b.data_ptr<float>() : nullptr, N, F, has_y ? y_opt->data_ptr<T>() : nullptr,
+                    data_or_null<float>(b), N, F, has_y ? y_opt->data_ptr<T>() : nullptr,
                     has_q ? q->data_ptr<uint8_t>() : nullptr, has_q ? scale->data_ptr<float>() : nullptr);
   });
 }
@@ -237,9 +235,7 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
               y.scalar_type(), ", got ", residual.sizes(), " ", residual.scalar_type());
   const bool has_q = check_quant_out(q, scale, N, F, op);
   TORCH_CHECK(eps >= 0.0, "int8_epilogue_add_ln_out: eps must be >= 0, got ", eps);
-  const bool has_b = bias.has_value() && bias->defined();
-  at::Tensor b;
-  if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue_add_ln_out: bias");
+  const at::Tensor b = check_bias(bias, F, "int8_epilogue_add_ln_out: bias");
   auto [lw, lb] = ln_params(ln_weight, ln_bias, F, y.scalar_type(), "int8_epilogue_add_ln_out: ln_weight",
                             "int8_epilogue_add_ln_out: ln_bias");
   if (N == 0 || F == 0) return;
@@ -249,11 +245,11 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
     const float* ap = acc.data_ptr<float>();
     const int64_t lda = row_stride(acc), ldr = row_stride(residual);
     const float* xsp = xs.data_ptr<float>();
-    const float* bp = has_b ? b.data_ptr<float>() : nullptr;
+    const float* bp = data_or_null<float>(b);
     const T* rp = residual.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     uint8_t* qp = has_q ? q->data_ptr<uint8_t>() : nullptr;
-    float* sp = has_q ? scale->data_ptr<float>() : nullptr;
+    float* sp = data_or_null<float>(scale);
     auto run = [&](auto ptag) {
       using P = decltype(ptag);
       const P* wp = lw.data_ptr<P>();
@@ -282,9 +278,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tenso
               "int8_epilogue: out_dtype must be float32 or bfloat16, got ", out_dtype);
   const int64_t N = acc.size(0), F = acc.size(1);
   check_scale(x_scale, N, "int8_epilogue: x_scale");
-  const bool has_b = bias.has_value() && bias->defined();
-  at::Tensor b;
-  if (has_b) b = check_vec(*bias, F, at::kFloat, "int8_epilogue: bias");
+  const at::Tensor b = check_bias(bias, F, "int8_epilogue: bias");
   bool has_act;
   const Act a = parse_act("int8_epilogue", act, true, has_act);
   at::Tensor y = at::empty({N, F}, acc.options().dtype(out_dtype));
@@ -297,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_epilogue_cpu(const at::Tenso
     const float* ap = acc.data_ptr<float>();
     const int64_t lda = row_stride(acc);
     const float* xsp = xs.data_ptr<float>();
-    const float* bp = has_b ? b.data_ptr<float>() : nullptr;
+    const float* bp = data_or_null<float>(b);
     T* yp = y.data_ptr<T>();
     uint8_t* qp = quantize ? q.data_ptr<uint8_t>() : nullptr;
     float* sp = quantize ? s.data_ptr<float>() : nullptr;
