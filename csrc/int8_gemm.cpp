@@ -270,7 +270,8 @@ void int8_gemm_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, const at:
   if (M == 0) return;
 #if DBF_VNNI
   const uint8_t* ap = q.data_ptr<uint8_t>();
-  const float* xs = x_scale.data_ptr<float>();
+  const at::Tensor xs_c = x_scale.contiguous();  // a strided view of scales is fine
+  const float* xs = xs_c.data_ptr<float>();
   const float* bp = data_or_null<float>(b);
   uint8_t* qp = data_or_null<uint8_t>(q_out);
   float* sp = data_or_null<float>(scale);
@@ -311,7 +312,8 @@ void int8_gemm_add_ln_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, co
   if (M == 0) return;
 #if DBF_VNNI
   const uint8_t* ap = q.data_ptr<uint8_t>();
-  const float* xs = x_scale.data_ptr<float>();
+  const at::Tensor xs_c = x_scale.contiguous();  // a strided view of scales is fine
+  const float* xs = xs_c.data_ptr<float>();
   const float* bp = data_or_null<float>(b);
   uint8_t* qp = data_or_null<uint8_t>(q_out);
   float* sp = data_or_null<float>(scale);

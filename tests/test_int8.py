@@ -391,6 +391,8 @@ def test_vnni_gemm_equals_onednn_gemm_plus_epilogue(m, k, n, act, dtype):
     if want_quant:  # not stored: only the quantized rows
         none, q2, s2 = C.gemm_epilogue(p, qx, xs, act, dtype, True, keep_y=False)
         assert none is None and torch.equal(q2, want[1]) and torch.equal(s2, want[2])
+    strided = torch.stack([xs, torch.full_like(xs, float("nan"))], 1)[:, 0]  # the scales as a strided view
+    assert torch.equal(C.gemm_epilogue(p, qx, strided, act, dtype, want_quant)[0], want[0])
 
 
 @needs_vnni
