@@ -445,6 +445,10 @@ def test_vnni_gemm_names_bad_arguments():
         torch.ops.distilbert_fast.int8_gemm_pack(torch.zeros(3, 99, dtype=torch.int8))
     # such a weight stays on oneDNN
     assert C.PackedInt8([_quantized_linear(99, 8, seed=1)], kind="vnni").kind == "onednn"
+    with pytest.raises(
+        RuntimeError, match="PackedInt8.gemm is the oneDNN GEMM; this weight was packed for 'vnni'"
+    ):
+        p.gemm(qx)
 
 
 def test_int8_gemm_kind_env(monkeypatch):

@@ -92,6 +92,10 @@ class PackedInt8:
 
     def gemm(self, q: torch.Tensor) -> torch.Tensor:
         """oneDNN's fp32 output (int32 sum * w_scale), the input of the epilogue ops ("onednn" kind only)."""
+        if self.kind != "onednn":
+            raise RuntimeError(
+                f"PackedInt8.gemm is the oneDNN GEMM; this weight was packed for {self.kind!r}"
+            )
         return torch.ops.onednn.qlinear_pointwise(
             q, 1.0, 128, self.weight, self.w_scale, self.w_zp, None, 1.0, 0, torch.float32, "none", [], ""
         )
