@@ -44,6 +44,7 @@ DEFAULT_MODEL_DIR = WORK_DIR / "distilbert-base"
 SENTENCES = common.REPO_ROOT / "distilbert_fast" / "data" / "sentences.txt"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 MODEL_SEED = 0
+INT8_GEMM_ENV = "DISTILBERT_FAST_INT8_GEMM"  # ops/int8/cpp.py GEMM_ENV
 MIXED_SEED = (
     1  # picked once so the mixed batch matches the anchors' shape: mean ~30 tokens, max ~80, ~37% fill
 )
@@ -61,6 +62,7 @@ ENGINES: list[tuple[str, str]] = [
     ("hf-dyn-int8", "HF + torch dynamic int8"),
     ("df-int8", "distilbert_fast int8"),
     ("df-int8-bf16", "distilbert_fast int8, bf16 elsewhere"),
+    ("df-int8-onednn", "distilbert_fast int8, oneDNN GEMM"),
 ]
 ENGINE_LABELS = dict(ENGINES)
 # (ours, anchor): the ratio tok/s(ours) / tok/s(anchor) is reported per workload.
@@ -75,6 +77,7 @@ RATIOS = [
     ("df-int8", "df-bf16"),
     ("df-int8-bf16", "df-bf16"),
     ("df-int8", "df"),
+    ("df-int8", "df-int8-onednn"),
 ]
 WORKLOADS = ("lat", "full", "mixed")
 REFERENCE = "hf-eager"
@@ -513,11 +516,38 @@ class HFDynamicInt8Engine(HFEngine):
 
 class DFEngine(Engine):
     def __init__(
-        self, key: str, model_dir: Path, dtype: torch.dtype, backend: str, quantize: str | None = None
+        self,
+        key: str,
+        model_dir: Path,
+        dtype: torch.dtype,
+        backend: str,
+        quantize: str | None = None,
+        int8_gemm: str | None = None,
     ):
         self.key, self.notes = key, []
         import distilbert_fast  # an import failure marks the engine FAILED (it is the library under test)
 
+        # int8_gemm: which int8 GEMM the weights are packed for (DISTILBERT_FAST_INT8_GEMM while the model is
+        # built and prepared; the packing happens then, so other engines keep their own)
+        env_before = os.environ.get(INT8_GEMM_ENV)
+        if int8_gemm is not None:
+            os.environ[INT8_GEMM_ENV] = int8_gemm
+        try:
+            self._load(distilbert_fast, model_dir, dtype, backend, quantize)
+        finally:
+            if env_before is None:
+                os.environ.pop(INT8_GEMM_ENV, None)
+            else:
+                os.environ[INT8_GEMM_ENV] = env_before
+        if quantize:
+            kinds = set()
+            for m in self.model.modules():
+                holder = m.__dict__.get("_dbf_packed_int8")  # ops/int8/cpp.py's per-module packed weight
+                if holder is not None and holder.entry:
+                    kinds.add(holder.entry[1].kind)
+            self.notes.append(f"int8 GEMM: {', '.join(sorted(kinds)) or 'reference (no packed weights)'}")
+
+    def _load(self, distilbert_fast, model_dir, dtype, backend, quantize):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             kw = {"quantize": quantize} if quantize else {}
@@ -569,6 +599,10 @@ def create_engine(key: str, model_dir: Path, cfg: dict, args) -> Engine:
         return DFEngine(key, model_dir, torch.float32, args.df_backend, quantize="int8")
     if key == "df-int8-bf16":  # int8 GEMMs; activations, attention and LayerNorm in bf16 (a BF16 CPU's pick)
         return DFEngine(key, model_dir, torch.bfloat16, args.df_backend, quantize="int8")
+    if (
+        key == "df-int8-onednn"
+    ):  # the int8 GEMM the auto choice does not take without AMX: oneDNN's + our epilogue
+        return DFEngine(key, model_dir, torch.float32, args.df_backend, quantize="int8", int8_gemm="onednn")
     if key == "hf-dyn-int8":
         return HFDynamicInt8Engine(key, model_dir)
     raise KeyError(key)
