@@ -304,7 +304,7 @@ void int8_gemm_add_ln_out_cpu(const at::Tensor& q, const at::Tensor& x_scale, co
   TORCH_CHECK(residual.size(0) == M && residual.size(1) == N && residual.scalar_type() == y.scalar_type(), op,
               ": residual must have shape (", M, ", ", N, ") and y's dtype ", y.scalar_type(), ", got ",
               residual.sizes(), " ", residual.scalar_type());
-  const bool has_q = check_quant_out(q_out, scale, M, N, op);
+  check_quant_out(q_out, scale, M, N, op);
   TORCH_CHECK(eps >= 0.0, op, ": eps must be >= 0, got ", eps);
   const at::Tensor b = check_bias(bias, N, "int8_gemm_add_ln_out: bias");
   auto [lw, lb] = ln_params(ln_weight, ln_bias, N, y.scalar_type(), "int8_gemm_add_ln_out: ln_weight",

@@ -211,7 +211,7 @@ void int8_epilogue_out_cpu(const at::Tensor& acc, const at::Tensor& x_scale, con
     using T = decltype(tag);
     run_epilogue<T>(has_act, a, acc.data_ptr<float>(), row_stride(acc), xs.data_ptr<float>(),
                     data_or_null<float>(b), N, F, has_y ? y_opt->data_ptr<T>() : nullptr,
-                    has_q ? q->data_ptr<uint8_t>() : nullptr, has_q ? scale->data_ptr<float>() : nullptr);
+                    data_or_null<uint8_t>(q), data_or_null<float>(scale));
   });
 }
 
@@ -233,7 +233,7 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
   TORCH_CHECK(residual.sizes() == acc.sizes() && residual.scalar_type() == y.scalar_type(),
               "int8_epilogue_add_ln_out: residual must have acc's shape ", acc.sizes(), " and y's dtype ",
               y.scalar_type(), ", got ", residual.sizes(), " ", residual.scalar_type());
-  const bool has_q = check_quant_out(q, scale, N, F, op);
+  check_quant_out(q, scale, N, F, op);
   TORCH_CHECK(eps >= 0.0, "int8_epilogue_add_ln_out: eps must be >= 0, got ", eps);
   const at::Tensor b = check_bias(bias, F, "int8_epilogue_add_ln_out: bias");
   auto [lw, lb] = ln_params(ln_weight, ln_bias, F, y.scalar_type(), "int8_epilogue_add_ln_out: ln_weight",
@@ -248,7 +248,7 @@ void int8_epilogue_add_ln_out_cpu(const at::Tensor& acc, const at::Tensor& x_sca
     const float* bp = data_or_null<float>(b);
     const T* rp = residual.data_ptr<T>();
     T* yp = y.data_ptr<T>();
-    uint8_t* qp = has_q ? q->data_ptr<uint8_t>() : nullptr;
+    uint8_t* qp = data_or_null<uint8_t>(q);
     float* sp = data_or_null<float>(scale);
     auto run = [&](auto ptag) {
       using P = decltype(ptag);

@@ -6,7 +6,7 @@ Two GEMMs, chosen per packed weight (`gemm_kind`; env DISTILBERT_FAST_INT8_GEMM 
   row code and bits as the oneDNN path below. Weights with in_features not a multiple of 4 stay on oneDNN.
 - "onednn" (auto on AMX-INT8 CPUs, whose tile instructions oneDNN uses at several times VPDPBUSD's rate):
   `onednn::qlinear_pointwise` (aten/src/ATen/native/quantized/cpu/qlinear.cpp) on the weight prepacked
-once by `onednn::qlinear_prepack`, with activation scale 1 and zero point 128, per-channel weight scales,
+  once by `onednn::qlinear_prepack`, with activation scale 1 and zero point 128, per-channel weight scales,
   no bias and fp32 output: it returns int32 sum * w_scale[n]. oneDNN takes one scale per activation tensor,
   so the per-token scale, the bias and the activation are applied by our epilogue (int8_epilogue), which
   also quantizes the rows again when the next GEMM reads them; the GEMM runs on row chunks (CHUNK_ROWS) so
