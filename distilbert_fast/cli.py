@@ -514,6 +514,13 @@ def cmd_info(args) -> int:
         print(
             f"cpp build: torch {b['torch']}, -march={b['march']}, simd: {b['simd']}, sources {b['sources']}"
         )
+        from .ops.int8 import cpp as int8_cpp
+
+        try:  # what quantize="int8" models pack their weights for
+            kind = int8_cpp.gemm_kind()
+        except (ValueError, RuntimeError) as e:
+            kind = f"error: {e}"
+        print(f"int8 GEMM: {kind} ({int8_cpp.GEMM_ENV}={os.environ.get(int8_cpp.GEMM_ENV, 'auto')})")
     else:
         print(f"cpp extension: unavailable: {cpp.IMPORT_ERROR}")
     print(f"cpp cache: {build.cache_root()} (DISTILBERT_FAST_CACHE_DIR)")

@@ -222,6 +222,11 @@ def test_info():
     ):
         assert key in proc.stdout, proc.stdout
     assert "torch" in proc.stdout.split("backends:")[1].splitlines()[0]
+    if "cpp extension: loaded" in proc.stdout:  # which int8 GEMM quantized models use, and why
+        from distilbert_fast.ops.int8 import cpp as int8_cpp
+
+        env = os.environ.get(int8_cpp.GEMM_ENV, "auto")
+        assert f"int8 GEMM: {int8_cpp.gemm_kind()} ({int8_cpp.GEMM_ENV}={env})" in proc.stdout, proc.stdout
 
 
 def test_convert_minilm_loads_in_transformers(tmp_path, minilm_dir):
